@@ -298,8 +298,9 @@ def answer_checks(answer: Any, expected_lang: str, relevant: list[str]) -> dict[
     cites_section = any(M.normalize_link(link) in section_rel for link in cited_links)
     no_answer = getattr(answer, "no_answer", None)
     if no_answer is None:
-        # A reply that cites nothing is the pipeline saying the sources don't answer.
-        no_answer = not valid
+        # The pipeline's own "the sources do not answer" reply, or any reply that cites
+        # nothing valid (a model saying so in its own words cites nothing either).
+        no_answer = not valid or _is_no_answer_text(text)
     answer_lang = detect_language(text) if text.strip() else ""
     return {
         "citations": len(numbers),
@@ -315,11 +316,29 @@ def answer_checks(answer: Any, expected_lang: str, relevant: list[str]) -> dict[
     }
 
 
+def _is_no_answer_text(text: str) -> bool:
+    try:
+        from search.cite import NO_ANSWER
+    except ImportError:  # the answers stage is not installed: only the citation rule applies
+        return False
+    stripped = text.strip()
+    return any(stripped.startswith(phrase) for phrase in NO_ANSWER.values())
+
+
+# Timing entries that are counts, not seconds (the answer pipeline reports generated tokens).
+NON_TIME_KEYS = frozenset({"tokens"})
+
+
 def answer_row(q: EvalQuery, answer: Any | None, relevant: list[str], wall_s: float,
                error: str | None = None) -> dict[str, Any]:
+    models = getattr(answer, "models", None) or {}
+    if answer is not None and error is None and models.get("error"):
+        # AnswerPipeline.answer turns failures into an Answer with models["error"] set.
+        error = f"{models['error']}: {models.get('message', '')}".strip()
     payload = answer.to_json() if answer is not None and hasattr(answer, "to_json") else None
     checks = answer_checks(answer, q.lang, relevant) if answer is not None else None
-    timings = {k: float(v) for k, v in ((answer.timings or {}) if answer is not None else {}).items()}
+    timings = {k: float(v) for k, v in ((answer.timings or {}) if answer is not None else {}).items()
+               if k not in NON_TIME_KEYS and isinstance(v, (int, float))}
     timings["wall"] = wall_s
     return {
         "id": q.id,
@@ -345,6 +364,7 @@ class EvalRun:
     modes: Sequence[str] = MODES
     answerer: AnswererLike | None = None
     base_url: str | None = None
+    filters: Any = None  # documents.Filters for every search (e.g. lang="en": an English-only index)
     k: int = DEFAULT_K
     batch_size: int = 32
     resume: bool = False
@@ -416,7 +436,7 @@ class EvalRun:
             batch = pending[start : start + self.batch_size]
             t0 = time.perf_counter()
             try:
-                found = self.retriever.search_many([q.query for q in batch], k=self.k, mode=mode, filters=None)
+                found = self.retriever.search_many([q.query for q in batch], k=self.k, mode=mode, filters=self.filters)
                 wall = (time.perf_counter() - t0) / len(batch)
                 rows = [retrieval_row(q, mode, r, self._relevant(q), wall) for q, r in zip(batch, found, strict=True)]
             except ValueError:
@@ -437,7 +457,7 @@ class EvalRun:
     def _search_one(self, q: EvalQuery, mode: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         try:
-            result = self.retriever.search(q.query, k=self.k, mode=mode, filters=None)
+            result = self.retriever.search(q.query, k=self.k, mode=mode, filters=self.filters)
         except ValueError as exc:
             return retrieval_row(q, mode, None, self._relevant(q), time.perf_counter() - t0, error=str(exc))
         return retrieval_row(q, mode, result, self._relevant(q), time.perf_counter() - t0)

@@ -245,6 +245,16 @@ def test_answer_checks_count_citations_languages_and_relevance():
     assert silent["no_answer"] and silent["lang_match"] and not silent["cites_relevant_page"]
 
 
+def test_an_answer_carrying_the_pipelines_error_counts_as_an_error(tmp_path, queries_file):
+    broken = make_answer("q", "", [])
+    broken.models = {"error": "generator", "message": "server down"}
+    answerer = ScriptedAnswerer({q["query"]: broken for q in QUERIES})
+    doc = run(tmp_path / "out", queries_file, ScriptedRetriever(RANKINGS), modes=(), answerer=answerer)
+    assert doc["answers"]["errors"] == 4 and doc["answers"]["language_match"] is None
+    row = next(read_results(tmp_path / "out" / RESULTS_FILE))
+    assert row["error"] == "generator: server down"
+
+
 def test_answers_are_scored_and_a_failing_answer_is_recorded(tmp_path, queries_file):
     answers = {
         "install packages": make_answer("q1", "Run apt install to install packages [1].",
@@ -253,6 +263,7 @@ def test_answers_are_scored_and_a_failing_answer_is_recorded(tmp_path, queries_f
                                            [link("doc/faq/x.html#a")], supported=[False]),
         "Qu'est-ce que Debian": make_answer("q4", "Les sources ne le disent pas.", [link("doc/faq/x.html#a")]),
     }
+    answers["Qu'est-ce que Debian"].timings["tokens"] = 12.0  # a count, not a duration
     answerer = ScriptedAnswerer(answers, failing=["what is debian"])
     doc = run(tmp_path / "out", queries_file, ScriptedRetriever(RANKINGS), modes=(), answerer=answerer)
     a = doc["answers"]
@@ -264,6 +275,7 @@ def test_answers_are_scored_and_a_failing_answer_is_recorded(tmp_path, queries_f
     assert a["no_answer_share"] == pytest.approx(2 / 3)  # q2 cites nothing valid, q4 nothing at all
     assert set(a["by_lang"]) == {"en", "de", "fr"}
     assert doc["latency"]["answer"]["generate"]["p50_ms"] == pytest.approx(200.0)
+    assert "tokens" not in doc["latency"]["answer"]
     rows = {r["id"]: r for r in read_results(tmp_path / "out" / RESULTS_FILE)}
     assert "generator crashed" in rows["q3"]["error"]
     assert rows["q1"]["answer"]["sources"][0]["url"] == link("doc/faq/pkg.en.html#install")

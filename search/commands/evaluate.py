@@ -66,6 +66,8 @@ def _err(message: str) -> None:
 @click.option("--relevant-field", type=click.Choice(RELEVANT_FIELDS), default="relevant", show_default=True,
               help="Which list scores the results (relevant_en for the cross-lingual scenario).")
 @click.option("--langs", default=None, help="Comma-separated query languages to keep (e.g. de,fr,ja).")
+@click.option("--filter-lang", default=None,
+              help="Search only passages in these languages (comma-separated), as if the index held only them.")
 @click.option("--k", "k", type=click.IntRange(min=1), default=DEFAULT_K, show_default=True,
               help="Hits retrieved per query (recall@50 needs 50).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
@@ -74,7 +76,7 @@ def _err(message: str) -> None:
               default=None, help="Compare two metrics.json files (A B): differences and paired p-values.")
 def evaluate(queries: Path | None, modes: str, with_answers: bool, base_url: str | None, out_dir: Path | None,
              resume: bool, overwrite: bool, as_json: bool, limit: int | None, relevant_field: str, langs: str | None,
-             k: int, batch_size: int, compare_paths: tuple[Path, Path] | None) -> None:
+             filter_lang: str | None, k: int, batch_size: int, compare_paths: tuple[Path, Path] | None) -> None:
     """Evaluate retrieval modes (and answers) on QUERIES.jsonl, or --compare A/metrics.json B/metrics.json.
 
     QUERIES.jsonl has one object a line: {"id", "query", "lang"?, "relevant"?: ["path#anchor"
@@ -115,15 +117,21 @@ def evaluate(queries: Path | None, modes: str, with_answers: bool, base_url: str
             "relevant_field": relevant_field,
             "langs": _split(langs) or "all",
             "base_url": base_url,
+            "filter_lang": filter_lang,
             "k": k,
             "store": settings.store,
             "embed_model": settings.embed_model,
             "rerank_model": settings.rerank_model,
             "generator": settings.generator if with_answers else None,
         }
+        filters = None
+        if filter_lang:
+            from search.documents import Filters
+
+            filters = Filters(lang=_split(filter_lang))
         run = EvalRun(
             queries=loaded, out_dir=out, retriever=retriever, modes=mode_list, answerer=answerer,
-            base_url=base_url, k=k, batch_size=batch_size, resume=resume, overwrite=overwrite,
+            base_url=base_url, filters=filters, k=k, batch_size=batch_size, resume=resume, overwrite=overwrite,
             bad_rows=bad, info=info, log=_err,
         )
         doc = run.run()
