@@ -305,3 +305,12 @@ def test_compare_rejects_files_that_are_not_metrics(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(EvalError, match="not a metrics document"):
         compare(bad, bad)
+
+
+def test_doctests_pass():
+    import doctest
+
+    import search.evaluate
+
+    result = doctest.testmod(search.evaluate)
+    assert result.attempted > 0 and result.failed == 0
