@@ -78,7 +78,7 @@ def plot_recall_curves(doc: dict[str, Any]) -> bytes | None:
 
 
 def plot_latency(rows: Sequence[dict[str, Any]]) -> bytes | None:
-    """Histograms of per-query latency: wall time per retrieval mode and per answer stage."""
+    """Histograms of per-query latency: total per retrieval mode and per answer stage."""
     series: dict[str, list[float]] = {}
     for row in rows:
         if row.get("error"):
@@ -88,8 +88,12 @@ def plot_latency(rows: Sequence[dict[str, Any]]) -> bytes | None:
             for stage, seconds in timings.items():
                 if isinstance(seconds, (int, float)):
                     series.setdefault(f"answer: {stage}", []).append(seconds * 1000)
-        elif isinstance(timings.get("wall"), (int, float)):
-            series.setdefault(row["mode"], []).append(timings["wall"] * 1000)
+        else:
+            # The retriever's per-query total when it reports one: "wall" is the batch's
+            # time shared equally among its queries, which hides the spread.
+            seconds = timings.get("total", timings.get("wall"))
+            if isinstance(seconds, (int, float)):
+                series.setdefault(row["mode"], []).append(seconds * 1000)
     if not series:
         return None
     plt = _pyplot()
