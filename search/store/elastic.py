@@ -98,8 +98,7 @@ def passage_mapping(model: str, dim: int, quantized: bool = True, rich: bool = F
             },
             "url": {"type": "keyword"},
             "site": {"type": "keyword"},
-            "lang": {"type": "keyword"},
-            "lang_key": {"type": "keyword"},  # lower-cased copy: filters ignore case
+            "lang": {"type": "keyword"},  # lower-cased at write time: filters ignore case
             "anchor": {"type": "keyword", "index": False},
             "title": {"type": "text", "index": False},
             "heading": {"type": "text", "index": False},
@@ -145,7 +144,7 @@ def filter_clauses(filters: Filters | None) -> list[dict[str, Any]]:
         return []
     clauses: list[dict[str, Any]] = []
     if filters.langs:
-        clauses.append({"terms": {"lang_key": filters.langs}})
+        clauses.append({"terms": {"lang": filters.langs}})
     if filters.sites:
         clauses.append({"terms": {"site": filters.sites}})
     if filters.url_prefix:
@@ -167,8 +166,7 @@ def passage_doc(p: Passage, vector: np.ndarray) -> dict[str, Any]:
         "vector": vector.tolist(),
         "url": p.url,
         "site": p.site,
-        "lang": p.lang,
-        "lang_key": p.lang.lower(),
+        "lang": p.lang.lower(),
         "anchor": p.anchor,
         "title": p.title,
         "heading": p.heading,
@@ -496,8 +494,10 @@ class ElasticStore:
         if v.shape[0] != self.dim:
             raise StoreMismatch(f"query vector has {v.shape[0]} dimensions; the store holds {self.dim}-d vectors")
         norm = float(np.linalg.norm(v))
-        if norm == 0 or not np.isfinite(norm):
-            raise StoreError("query vector is zero or not finite")
+        if not np.isfinite(norm):
+            raise StoreError("query vector has values that are not finite")
+        if norm == 0:
+            return []  # no direction, no neighbours (as in the local store)
         knn: dict[str, Any] = {
             "field": "vector",
             "query_vector": (v / norm).tolist(),
