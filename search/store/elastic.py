@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import time
 from datetime import date, datetime
 from typing import Any, Iterable, Iterator, Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -51,6 +50,7 @@ SCHEMA_VERSION = 1
 _HIT_SOURCE = ["url", "anchor", "title", "heading", "lang", "position", "page_hash", "published", "text"]
 _PAGE_ID_LIMIT = 10_000  # ids of one page fetched in one search; beyond that, scroll
 _BULK_CHUNK = 500
+_MAX_K = 10_000  # Elasticsearch's limit on result windows and kNN candidates
 
 
 def _safe_url(url: str) -> str:
@@ -486,6 +486,7 @@ class ElasticStore:
         terms = bm25_text(query)
         if not terms or k < 1:
             return []
+        k = min(k, _MAX_K)
         match: dict[str, Any] = {"match": {"terms": {"query": terms}}}
         if self._rich:
             match = {"bool": {"should": [match, {"match": {"terms.stemmed": {"query": terms, "boost": 0.5}}}]}}
@@ -501,6 +502,7 @@ class ElasticStore:
         self._require_open()
         if k < 1:
             return []
+        k = min(k, _MAX_K)
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
             raise StoreMismatch(f"query vector has {v.shape[0]} dimensions; the store holds {self.dim}-d vectors")
