@@ -321,7 +321,17 @@ class ElasticStore:
         return index, meta
 
     def _has_analysis_common(self) -> bool:
-        resp = self.client.nodes.info(metric="modules,plugins", filter_path="nodes.*.modules.name,nodes.*.plugins.name")
+        """Whether every node has the analysis-common module (stemmers, lowercase filter).
+
+        A key without the monitor privilege cannot read node info: then use the minimal
+        mapping, which works everywhere, rather than fail.
+        """
+        try:
+            resp = self.client.nodes.info(
+                metric="modules,plugins", filter_path="nodes.*.modules.name,nodes.*.plugins.name"
+            )
+        except (AuthenticationException, AuthorizationException):
+            return False
         nodes = resp.body.get("nodes", {})
         if not nodes:
             return False
