@@ -99,3 +99,19 @@ def test_unreachable_url_is_named_without_its_password(tmp_path: Path) -> None:
     assert "http://127.0.0.1:1" in str(err.value) and "hunter22" not in str(err.value)
     with pytest.raises(StoreUnavailable):
         store.count()
+
+
+def test_an_orphan_index_is_adopted_only_if_it_is_a_cited_store(make) -> None:
+    store = make()
+    store.open("m", DIM)
+    store.upsert(passages(2))
+    store.client.indices.delete_alias(index=store.index_name, name=store.alias)  # as if create was cut short
+    again = make(CITED_ES_INDEX=store.alias)
+    again.open("m", DIM)
+    assert again.count() == 2 and store.client.indices.exists_alias(name=store.alias)
+
+    foreign = make()
+    foreign.client.indices.create(index=f"{foreign.alias}-v1", mappings={"properties": {"x": {"type": "keyword"}}})
+    with pytest.raises(StoreError, match="not a Cited store"):
+        foreign.open("m", DIM)
+    assert not foreign.client.indices.exists_alias(name=foreign.alias)

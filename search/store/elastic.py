@@ -305,18 +305,22 @@ class ElasticStore:
                     f"Elasticsearch at {self.url} has an index named {self.alias!r} that is not a Cited "
                     f"store (Cited uses that name as an alias); set CITED_ES_INDEX to another name"
                 )
-            if self.client.indices.exists(index=self.index_name):
-                # Created but the alias is missing (an interrupted create): adopt it.
-                self.client.indices.put_alias(index=self.index_name, name=self.alias)
-            else:
+            if not self.client.indices.exists(index=self.index_name):
                 return None
-        mapping = self.client.indices.get_mapping(index=self.alias)
+            # Created but the alias is missing (an interrupted create): adopt it if it is ours.
+            index, meta = self._index_meta(self.index_name)
+            self.client.indices.put_alias(index=index, name=self.alias)
+            return index, meta
+        return self._index_meta(self.alias)
+
+    def _index_meta(self, name: str) -> tuple[str, dict[str, Any]]:
+        mapping = self.client.indices.get_mapping(index=name)
         index, body = next(iter(mapping.body.items()))
         meta = (body.get("mappings", {}).get("_meta") or {}).get("cited")
         if not meta:
             raise StoreError(
-                f"index {index} behind alias {self.alias!r} at {self.url} has no Cited metadata; "
-                f"set CITED_ES_INDEX to another name"
+                f"index {index} ({self.alias!r}) at {self.url} has no Cited metadata, so it is not a "
+                f"Cited store and was left alone; set CITED_ES_INDEX to another name"
             )
         return index, meta
 
