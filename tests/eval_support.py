@@ -43,6 +43,7 @@ class ScriptedRetriever:
         self.bad_queries = set(bad_queries)
         self.interrupt_after = interrupt_after
         self.calls: list[tuple[str, list[str]]] = []
+        self.filters_seen: list = []
 
     def search(self, query: str, k: int = 10, mode: str = "hybrid", filters=None) -> FakeResult:
         if mode in self.fail_modes:
@@ -55,6 +56,7 @@ class ScriptedRetriever:
 
     def search_many(self, queries: list[str], k: int, mode: str, filters=None) -> list[FakeResult]:
         self.calls.append((mode, list(queries)))
+        self.filters_seen.append(filters)
         if self.interrupt_after is not None and len(self.calls) >= self.interrupt_after:
             raise KeyboardInterrupt
         return [self.search(q, k=k, mode=mode, filters=filters) for q in queries]

@@ -105,5 +105,13 @@ def test_full_run_json_last_line_limit_and_resume(tmp_path, queries_file, monkey
     assert json.loads((out / METRICS_FILE).read_text())["modes"] == doc["modes"]
     assert (out / "report.html").exists()
 
+    retriever.filters_seen.clear()
+    filtered = runner.invoke(command.evaluate, args + ["--overwrite", "--filter-lang", "en", "--modes", "bm25",
+                                                       "--langs", "de,fr", "--limit", "1"], env=env)
+    assert filtered.exit_code == 0, filtered.output
+    assert [f.langs for f in retriever.filters_seen] == [["en"]]
+    assert retriever.calls[-1] == ("bm25", ["Pakete installieren"])
+    assert json.loads(filtered.stdout.strip().splitlines()[-1])["run"]["filter_lang"] == "en"
+
     table = runner.invoke(command.evaluate, args[:-1] + ["--resume"], env=env)
     assert table.exit_code == 0 and "page level" in table.stdout and "mrr@10" in table.stdout
