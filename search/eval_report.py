@@ -234,3 +234,19 @@ def write_report(out_dir: Path, doc: dict[str, Any], rows: Sequence[dict[str, An
     path = out_dir / "report.html"
     path.write_text(render_html(doc, plots), encoding="utf-8")
     return path
+
+
+def markdown_table(doc: dict[str, Any], level: str = "page",
+                   metrics: Sequence[str] = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")) -> str:
+    """The main metrics per mode, overall and per language, as a Markdown table (for notes and docs)."""
+    lines = ["| mode | lang | n | " + " | ".join(metrics) + " |", "|" + "---|" * (3 + len(metrics))]
+    for mode, s in doc["modes"].items():
+        if "error" in s:
+            lines.append(f"| {mode} | – | 0 | error: {s['error']} |" + " |" * (len(metrics) - 1))
+            continue
+        rows = [("**all**", s["queries"], s.get(level, {}))]
+        rows += [(lang, v["queries"], v.get(level, {})) for lang, v in s.get("by_lang", {}).items()]
+        for lang, n, vals in rows:
+            cells = " | ".join(f"{vals[m]:.3f}" if m in vals else "–" for m in metrics)
+            lines.append(f"| {mode} | {lang} | {n} | {cells} |")
+    return "\n".join(lines)

@@ -314,3 +314,13 @@ def test_doctests_pass():
 
     result = doctest.testmod(search.evaluate)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_markdown_table_has_a_row_per_mode_and_language(tmp_path, queries_file):
+    from search.eval_report import markdown_table
+
+    doc = run(tmp_path / "out", queries_file, ScriptedRetriever(RANKINGS))
+    table = markdown_table(doc, "section").splitlines()
+    assert table[0].startswith("| mode | lang | n | recall@1")
+    assert len(table) == 2 + 2 * 4  # header, rule, (all + 3 languages) x 2 modes
+    assert table[2].startswith("| bm25 | **all** | 4 | 0.250 | 0.500 |")  # section first ranks 1, 2, -, -
