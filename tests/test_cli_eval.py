@@ -115,3 +115,11 @@ def test_full_run_json_last_line_limit_and_resume(tmp_path, queries_file, monkey
 
     table = runner.invoke(command.evaluate, args[:-1] + ["--resume"], env=env)
     assert table.exit_code == 0 and "page level" in table.stdout and "mrr@10" in table.stdout
+
+
+def test_a_build_without_the_retriever_says_so(tmp_path, queries_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "search.retrieve", None)  # import fails as if the module were absent
+    result = CliRunner().invoke(command.evaluate, [str(queries_file), "--out", str(tmp_path / "o")],
+                                env={"CITED_DATA_DIR": str(tmp_path / "data")})
+    assert result.exit_code == 1
+    assert "retrieval (search/retrieve.py) is not part of this build" in result.stderr

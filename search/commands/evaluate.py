@@ -32,14 +32,22 @@ from search.evaluate import (
 
 
 def build_retriever(settings: Settings) -> Any:
-    from search.retrieve import Retriever
-
+    try:
+        from search.retrieve import Retriever
+    except ModuleNotFoundError as exc:
+        if exc.name != "search.retrieve":
+            raise
+        raise EvalError("retrieval (search/retrieve.py) is not part of this build; cannot evaluate modes") from None
     return Retriever(settings)
 
 
 def build_answerer(settings: Settings, retriever: Any) -> Any:
-    from search.answer import AnswerPipeline
-
+    try:
+        from search.answer import AnswerPipeline
+    except ModuleNotFoundError as exc:
+        if exc.name != "search.answer":
+            raise
+        raise EvalError("the answer pipeline (search/answer.py) is not part of this build; drop --answers") from None
     return AnswerPipeline(settings, retriever=retriever)
 
 
