@@ -49,7 +49,7 @@ def plot_by_lang(doc: dict[str, Any], metric: str = "recall@10", level: str = "p
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"{level} {metric}")
     ax.set_title(f"{level.capitalize()} {metric} per query language")
-    ax.legend(ncol=len(modes), fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))  # outside: never over the bars
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
