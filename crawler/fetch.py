@@ -338,14 +338,15 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         try:
             conn.connect()
-            conn.sock.settimeout(min(lim.read_timeout, max(0.01, deadline - time.monotonic())))
+            sock = conn.sock  # http.client drops conn.sock once a "close" response starts
+            sock.settimeout(min(lim.read_timeout, max(0.01, deadline - time.monotonic())))
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             resp_headers = {k.lower(): v for k, v in resp.getheaders()}
             if resp.status in REDIRECT_CODES or resp.status == 304 or resp.status >= 400:
                 body = b""  # not needed; do not read what we will not use
             else:
-                body = self._read_body(url, resp, resp_headers, conn, deadline)
+                body = self._read_body(url, resp, resp_headers, sock, deadline)
             return resp.status, resp_headers, body
         except FetchError:
             raise
@@ -359,7 +360,7 @@ class Fetcher:
             conn.close()
 
     def _read_body(self, url: str, resp: http.client.HTTPResponse, headers: dict[str, str],
-                   conn: http.client.HTTPConnection, deadline: float) -> bytes:
+                   sock: socket.socket, deadline: float) -> bytes:
         lim = self.limits
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > lim.max_bytes:
@@ -380,7 +381,7 @@ class Fetcher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise FetchError("timeout", f"{url}: body not received within {lim.total_timeout:.0f}s")
-            conn.sock.settimeout(min(lim.read_timeout, remaining))
+            sock.settimeout(min(lim.read_timeout, remaining))
             chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
             if not chunk:
                 break

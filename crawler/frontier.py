@@ -431,9 +431,16 @@ class Frontier:
                     wait = min(wait, end - now)
                 self._cond.wait(max(0.001, wait))
 
-    def done(self, item: Item) -> None:
+    def release(self, item: Item) -> None:
+        """The item's request is over: its host may take another connection."""
         with self._cond:
             self._active[item.host] -= 1
+            self._cond.notify_all()
+
+    def finish(self, item: Item) -> None:
+        """The item's result was handled (its links queued). Until then the crawl is not
+        over even with an empty queue, since that result may still add links."""
+        with self._cond:
             self._in_flight -= 1
             self._cond.notify_all()
 
