@@ -27,7 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from crawler.extract import ExtractError, Extracted, extract
 from crawler.fetch import FetchError, Fetcher, FetchLimits, FetchResult, decode_html, looks_binary
@@ -86,6 +86,7 @@ class CrawlOptions:
     flush_seconds: float = 10.0
     progress: bool | None = None  # None: when stderr is a terminal
     fetch_limits: FetchLimits = field(default_factory=FetchLimits)
+    address_allowed: Callable[[str], bool] | None = None  # overrides the public-address rule
 
 
 @dataclass
@@ -125,7 +126,8 @@ class Crawler:
         self.opt = options
         self.seeds = seeds
         self.summary = CrawlSummary()
-        self.fetcher = Fetcher(settings.user_agent, allow_private=settings.allow_private, limits=options.fetch_limits)
+        self.fetcher = Fetcher(settings.user_agent, allow_private=settings.allow_private, limits=options.fetch_limits,
+                               address_allowed=options.address_allowed)
         token = settings.user_agent.split("/", 1)[0].strip() or "*"
         self.robots = RobotsCache(self.fetcher, token)
         self.scope = Scope(seeds, options.scope, options.allow, options.deny)

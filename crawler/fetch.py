@@ -85,8 +85,10 @@ def is_public_address(ip: str) -> bool:
                 or addr.is_reserved or addr.is_unspecified)
 
 
-def resolve(host: str, port: int, allow_private: bool) -> list[tuple[int, str]]:
-    """(family, ip) pairs for ``host``; refuses the host if any address is not public.
+def resolve(host: str, port: int, allow_private: bool,
+            address_allowed: Callable[[str], bool] | None = None) -> list[tuple[int, str]]:
+    """(family, ip) pairs for ``host``; refuses the host if any address is not public
+    (``address_allowed`` replaces the public-address rule when given).
 
     Why refuse when *any* address is private: a name with one public and one private
     address would let the connection pick the private one.
@@ -99,8 +101,9 @@ def resolve(host: str, port: int, allow_private: bool) -> list[tuple[int, str]]:
     if not addrs:
         raise FetchError("dns", f"{host} has no address")
     if not allow_private:
+        allowed = address_allowed or is_public_address
         for _, ip in addrs:
-            if not is_public_address(ip):
+            if not allowed(ip):
                 raise FetchError("private-address", f"{host} resolves to non-public address {ip} "
                                  "(set CITED_ALLOW_PRIVATE=1 to crawl it)", skip=True)
     return addrs
@@ -247,11 +250,13 @@ class Fetcher:
     """Fetches one URL at a time (thread-safe: no shared mutable state besides counters)."""
 
     def __init__(self, user_agent: str, allow_private: bool = False, limits: FetchLimits | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 address_allowed: Callable[[str], bool] | None = None) -> None:
+        """``address_allowed(ip)`` overrides which resolved addresses count as public
+        (default: not private, loopback, link-local...); ``allow_private`` allows all."""
         self.user_agent = user_agent
         self.allow_private = allow_private
+        self.address_allowed = address_allowed
         self.limits = limits or FetchLimits()
-        self._sleep = sleep
         self._ssl = ssl.create_default_context()
 
     # -------------------------------------------------------------- public
@@ -281,7 +286,7 @@ class Fetcher:
             attempt += 1
             if time.monotonic() + wait >= deadline:
                 raise FetchError("timeout", f"{url}: no answer within {lim.total_timeout:.0f}s (with retries)")
-            self._sleep(wait)
+            time.sleep(wait)
 
     # -------------------------------------------------------------- internals
     def _follow(self, url: str, etag: str, last_modified: str, accept: str, deadline: float) -> FetchResult:
@@ -318,7 +323,7 @@ class Fetcher:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError:
             raise FetchError("bad-url", f"{url}: bad port", skip=True) from None
-        family, ip = resolve(host, port, self.allow_private)[0]
+        family, ip = resolve(host, port, self.allow_private, self.address_allowed)[0]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchError("timeout", f"{url}: total timeout")
