@@ -66,17 +66,17 @@ def chunk_section(text: str, cjk: bool | None = None) -> list[str]:
     size = 0
     for unit in units:
         n = size_of(unit, cjk)
-        if current and size + n > hi and size >= lo // 2:
+        if current and size + n > hi:
             chunks.append(current)
             last = current[-1]
-            overlap = [last] if size_of(last, cjk) <= hi // 5 and len(current) > 1 else []
-            current = overlap[:]
-            size = sum(size_of(u, cjk) for u in current)
+            keep_overlap = len(current) > 1 and size_of(last, cjk) <= hi // 5 and size_of(last, cjk) + n <= hi
+            current = [last] if keep_overlap else []
+            size = size_of(last, cjk) if keep_overlap else 0
         current.append(unit)
         size += n
     if current:
         # a short tail joins the previous chunk rather than standing alone
-        if chunks and size < lo // 2 and sum(size_of(u, cjk) for u in chunks[-1]) + size <= hi * 1.2:
+        if chunks and size < lo // 2 and sum(size_of(u, cjk) for u in chunks[-1]) + size <= hi:
             tail = current[1:] if current and current[0] == chunks[-1][-1] else current
             chunks[-1].extend(tail)
         else:
