@@ -148,7 +148,8 @@ def test_recrawl_fetches_only_what_changed(tmp_path, settings, embedder):
         assert url + "/guide.en.html" not in {u for u, *_ in before.values()}  # indexed once, as guide.html
 
         second = crawl(seeds, s, embedder=embedder, rate=0, progress=False)
-        assert second.indexed == 0 and second.unchanged == 7  # 304 Not Modified for every page
+        assert second.indexed == 0 and second.unchanged == 6  # 304 Not Modified for every indexed page
+        assert second.skipped["duplicate"] == 1
         assert store_rows(s, embedder) == before
 
         (site / "p1.html").write_text("<html><head><title>Page 1</title></head><body><h1 id='p1'>Page 1</h1>"
