@@ -243,6 +243,36 @@ def _title(tree: etree._Element, meta: dict[str, str], events: list[tuple]) -> s
     return ""
 
 
+def _language(text: str, events: list[tuple], sections: list[Section]) -> str:
+    """The page's language: a vote of its sections, weighted by their length.
+
+    Why a vote: translated pages often keep some sections (or front matter) in English,
+    so a sample from one place can land on the untranslated part. When the main text is
+    a small part of the page (an index page whose only "main" text is a licence note) the
+    whole visible text votes instead.
+    """
+    visible = [ev[-1] for ev in events]
+    if len(_key(text)) < 0.3 * sum(len(_key(v)) for v in visible):
+        parts = ["\n".join(visible[i : i + 20]) for i in range(0, len(visible), 20)]
+    else:
+        parts = [s.text for s in sections] or [text]
+    votes: dict[str, int] = {}
+    for part in parts:
+        if part.strip():
+            lang = detect_language(part[:1000])
+            votes[lang] = votes.get(lang, 0) + min(len(part), 1000)
+    return max(votes, key=votes.get) if votes else detect_language(text)
+
+
+def content_hash(events: list[tuple]) -> str:
+    """Hash of the page's whole visible text (not only the main text): two pages are
+    exact duplicates when everything a reader sees is the same. Hashing only trafilatura's
+    text would merge distinct pages whose main text it reduced to the same boilerplate
+    (the translated FAQ index pages all keep just an English licence note)."""
+    visible = "\n".join(ev[-1] for ev in events)
+    return hashlib.sha1(visible.encode("utf-8")).hexdigest()
+
+
 def parse_html(html: str) -> etree._Element:
     html = _XML_DECL.sub("", html, count=1)
     if not html.strip():
@@ -299,11 +329,11 @@ def extract(html: str, url: str, final_url: str | None = None) -> Extracted:
         final_url=final_url,
         canonical_url=canonical,
         title=_title(tree, meta, events),
-        lang=detect_language(text) if text else "",
+        lang=_language(text, events, sections) if text else "",
         text=text,
         sections=sections,
         published=_published(meta, html),
-        content_hash=hashlib.sha1(_WS.sub(" ", text).encode("utf-8")).hexdigest() if text else "",
+        content_hash=content_hash(events) if text else "",
     )
     return Extracted(page=page, links=links, noindex="noindex" in robots or "none" in robots,
                      nofollow="nofollow" in robots or "none" in robots)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from search.documents import Page, Passage, passage_id
-from search.text import has_cjk
+from search.text import detect_language, has_cjk
 
 MIN_WORDS, MAX_WORDS = 100, 250
 MIN_CHARS, MAX_CHARS = 200, 500  # for CJK text
@@ -84,11 +84,24 @@ def chunk_section(text: str, cjk: bool | None = None) -> list[str]:
     return [joiner.join(c).strip() for c in chunks if joiner.join(c).strip()]
 
 
+def section_language(text: str, page_lang: str) -> str:
+    """A section's own language when it is long enough to tell, else the page's.
+
+    Why per section: translations often leave whole sections in English (the Korean FAQ's
+    package-tools chapter is half English); those passages are English text and should
+    say so, while a short snippet ("dpkg --help") is too little to judge.
+    """
+    if len("".join(text.split())) < 200:
+        return page_lang
+    return detect_language(text[:1000], default=page_lang or "en")
+
+
 def split_page(page: Page) -> list[Passage]:
     """The page's passages in reading order, with stable ids (canonical url, anchor, ordinal)."""
     url = page.key_url
     passages: list[Passage] = []
     for section in page.sections:
+        lang = section_language(section.text, page.lang)
         for chunk in chunk_section(section.text):
             position = len(passages)
             passages.append(
@@ -99,7 +112,7 @@ def split_page(page: Page) -> list[Passage]:
                     anchor=section.anchor,
                     title=page.title,
                     heading=section.heading,
-                    lang=page.lang,
+                    lang=lang,
                     position=position,
                     page_hash=page.content_hash,
                     published=page.published,
@@ -108,7 +121,20 @@ def split_page(page: Page) -> list[Passage]:
     return passages
 
 
-def embedding_text(p: Passage) -> str:
-    """What is embedded for a passage: its title and heading give the text its context."""
+EMBED_MAX_CHARS = 600
+
+
+def embedding_text(p: Passage, max_chars: int = EMBED_MAX_CHARS) -> str:
+    """What is embedded for a passage: title and heading for context, then the start of the
+    text (cut at a word boundary after ``max_chars`` characters).
+
+    Why cut: the offline encoder's cost grows with input length (a 800-character passage
+    costs ~6x a 200-character one) and its vector mostly reflects the first sentences
+    anyway; BM25 still indexes the whole text, so nothing becomes unfindable.
+    """
     context = " — ".join(x for x in (p.title, p.heading) if x and x != p.text)
-    return f"{context}\n{p.text}" if context else p.text
+    text = p.text
+    if len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars]
+    return f"{context}\n{text}" if context else text

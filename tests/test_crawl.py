@@ -266,3 +266,91 @@ def test_cli_json_summary_is_the_last_line(tmp_path):
         assert bad.returncode == 2 and "http" in bad.stderr
     finally:
         server.shutdown()
+
+
+# ------------------------------------------------------------------ the real corpus
+FAQ_LANGS = {"de": "de", "fr": "fr", "it": "it", "ja": "ja", "ko": "ko", "nl": "nl", "pt": "pt", "ru": "ru",
+             "zh-cn": "zh"}
+FAQ = Path("/usr/share/doc/debian/FAQ")
+
+
+@pytest.fixture(scope="module")
+def faq_crawl(corpus_url, tmp_path_factory, embedder):
+    """The whole Debian FAQ in 10 languages, crawled once from its index pages."""
+    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path_factory.mktemp("faq")), "CITED_ALLOW_PRIVATE": "1"})
+    seeds = [f"{corpus_url}/doc/debian/FAQ/index.en.html"] + [
+        f"{corpus_url}/doc/debian/FAQ/{d}/index.{d}.html" for d in FAQ_LANGS]
+    seeds.append(f"{corpus_url}/doc/debian/FAQ/basic-defs.html")  # the alias of basic-defs.en.html
+    summary = crawl(seeds, settings, embedder=embedder, scope="prefix", rate=0, concurrency=4, progress=False)
+    return corpus_url, settings, summary
+
+
+def _faq_pages() -> dict[str, str]:
+    """Relative path -> expected language of every FAQ page on disk (English by its .en.html name)."""
+    pages = {f"doc/debian/FAQ/{p.name}": "en" for p in FAQ.glob("*.en.html")}
+    for d, lang in FAQ_LANGS.items():
+        pages.update({f"doc/debian/FAQ/{d}/{p.name}": lang for p in (FAQ / d).glob("*.html")})
+    return pages
+
+
+@pytest.mark.slow
+def test_faq_every_page_in_every_language_indexed_once(faq_crawl, embedder):
+    base, settings, summary = faq_crawl
+    rows = store_rows(settings, embedder)
+    urls = {url[len(base) + 1:] for url, *_ in rows.values()}
+    expected = _faq_pages()
+    # the English pages are reachable as X.en.html and X.html (a symlink): exactly one of each pair
+    basic = {"doc/debian/FAQ/basic-defs.html", "doc/debian/FAQ/basic-defs.en.html"}
+    assert len(urls & basic) == 1
+    urls = {u.replace("basic-defs.html", "basic-defs.en.html") for u in urls}
+    assert urls == set(expected), (sorted(set(expected) - urls)[:5], sorted(urls - set(expected))[:5])
+    assert summary.indexed == len(expected)
+    assert not summary.errors
+    assert summary.skipped.get("duplicate") == 1
+
+
+@pytest.mark.slow
+def test_faq_languages_are_detected(faq_crawl, embedder):
+    """Most pages carry no lang attribute: the language comes from the text. Translated
+    pages keep some sections in English, and those passages must say "en"."""
+    import re
+
+    base, settings, summary = faq_crawl
+    scripts = {"ja": r"[\u3040-\u30ff]", "ko": r"[\uac00-\ud7af]", "zh": r"[\u4e00-\u9fff]", "ru": r"[\u0400-\u04ff]"}
+    expected = _faq_pages()
+    per_folder: dict[str, list[str]] = {}
+    for url, _, lang, text in store_rows(settings, embedder).values():
+        want = expected[url[len(base) + 1:].replace("basic-defs.html", "basic-defs.en.html")]
+        per_folder.setdefault(want, []).append(lang)
+        if lang in scripts and len(text) > 40:
+            assert re.search(scripts[lang], text), (lang, text[:80])
+    assert set(per_folder) == {"en", "de", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh"}
+    for want, langs in per_folder.items():
+        share = langs.count(want) / len(langs)
+        other = [x for x in langs if x not in (want, "en")]
+        assert share >= (0.97 if want == "en" else 0.6), (want, share)
+        assert len(other) <= 0.03 * len(langs), (want, other)
+    assert set(summary.by_lang) >= {"en", "de", "fr", "it", "ja", "nl", "pt", "zh"}
+
+
+@pytest.mark.slow
+def test_faq_passages_carry_the_heading_ids_of_the_html(faq_crawl, embedder):
+    import re
+
+    from tests.conftest import EVAL_DIR
+
+    base, settings, _ = faq_crawl
+    anchors: dict[str, set[str]] = {}
+    for url, anchor, _, _ in store_rows(settings, embedder).values():
+        anchors.setdefault(url[len(base) + 1:], set()).add(anchor)
+    for path, found in anchors.items():
+        html = (Path("/usr/share") / path).read_text(encoding="utf-8", errors="replace")
+        ids = set(re.findall(r'\b(?:id|name)="([^"]+)"', html))
+        assert found - {""} <= ids, (path, found - ids)
+        assert len(found - {""}) >= 1, path
+    # the questions of the development set: their sections are there to be cited
+    queries = [json.loads(line) for line in (EVAL_DIR / "debian-faq.jsonl").read_text().splitlines() if line.strip()]
+    wanted = {ref for q in queries for ref in q["relevant"]}
+    hit = [ref for ref in wanted if ref.split("#")[1] in anchors.get(ref.split("#")[0], set())]
+    indexed_refs = [ref for ref in wanted if ref.split("#")[0] in anchors]
+    assert len(hit) >= 0.97 * len(indexed_refs), sorted(set(indexed_refs) - set(hit))[:10]
