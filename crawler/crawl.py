@@ -424,6 +424,26 @@ class Crawler:
         self._last_flush = time.monotonic()
 
     # ------------------------------------------------------------------ run
+    _stop_requested = False
+
+    def _stop_on_signals(self):
+        """Ctrl-C (SIGINT) and SIGTERM ask the loop to stop; it then flushes what it has.
+
+        Why a flag and not KeyboardInterrupt: an exception raised in the middle of a store
+        write could leave a transaction half done. A second Ctrl-C raises as usual.
+        Signal handlers can only be set from the main thread; elsewhere this does nothing.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):  # noqa: ARG001
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(sig, prev) for sig, prev in previous.items()]
+
     def run(self) -> CrawlSummary:
         start = time.monotonic()
         self._restore()
@@ -436,11 +456,11 @@ class Crawler:
             bar = tqdm(unit="page", file=sys.stderr, dynamic_ncols=True, desc="crawl")
         workers = [threading.Thread(target=self._worker, daemon=True, name=f"crawl-{i}")
                    for i in range(max(1, self.opt.concurrency))]
-        restore_sigterm = _sigterm_as_interrupt()
+        restore_signals = self._stop_on_signals()
         try:
             for w in workers:
                 w.start()
-            while True:
+            while not self._stop_requested:
                 try:
                     r = self.results.get(timeout=0.2)
                 except queue.Empty:
@@ -457,40 +477,30 @@ class Crawler:
                     bar.update(1)
                     bar.set_postfix(queue=len(self.frontier), indexed=self.summary.indexed,
                                     errors=sum(self.summary.errors.values()), refresh=False)
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-            self.frontier.stop()
-            self._abandon = True
-            # take what finished workers already produced; in-flight fetches are redone on resume
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:
-                try:
-                    self._handle(self.results.get(timeout=0.1))
-                except queue.Empty:
-                    if not any(w.is_alive() for w in workers):
-                        break
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the signal handler's reach
+            self._stop_requested = True
         finally:
-            restore_sigterm()
+            if self._stop_requested:
+                self.summary.interrupted = True
+                self.frontier.stop()
+                self._abandon = True
+                # keep what finished workers already produced; in-flight fetches are redone on resume
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    try:
+                        self._handle(self.results.get(timeout=0.1))
+                    except queue.Empty:
+                        if not any(w.is_alive() for w in workers):
+                            break
             self.flush(force=True)
             if not self.summary.interrupted:
                 self.store.put_crawl_records([CrawlRecord(url=self.run_url, status="done", fetched_at=self.run_start)])
+            restore_signals()
             if bar is not None:
                 bar.close()
         self.summary.queued = len(self.frontier)
         self.summary.elapsed_s = time.monotonic() - start
         return self.summary
-
-
-def _sigterm_as_interrupt():
-    """Treat SIGTERM like Ctrl-C (flush and stop cleanly); only possible on the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def crawl(urls: Sequence[str], settings: Settings, store: Any = None, embedder: Any = None,

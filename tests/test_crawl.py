@@ -246,6 +246,30 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, embedder):
     assert got == want  # same passage ids, urls, anchors, languages and texts
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_after_flushing(tmp_path):
+    site = tmp_path / "site"
+    write_site(site, 40)
+    web = _LoggingSite(site)
+    data = tmp_path / "data"
+    cmd = [sys.executable, "-m", "search.cli", "crawl", web.url + "/index.html", "--rate", "4", "--concurrency", "1", "--json"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_cli_env(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(web.log) < 6 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and summary["indexed"] >= 1
+    db = sqlite3.connect(data / "store.sqlite3")
+    indexed = {u for (u,) in db.execute("SELECT url FROM crawl WHERE status = 'indexed'")}
+    stored = {u for (u,) in db.execute("SELECT DISTINCT url FROM passages")}
+    assert len(indexed) == summary["indexed"] and indexed == stored  # flushed: nothing fetched was lost
+    queued = {u for (u,) in db.execute("SELECT url FROM crawl WHERE status = 'queued'")}
+    assert len(queued) + len(indexed) == 41  # the rest waits for the next run
+
+
 def test_cli_json_summary_is_the_last_line(tmp_path):
     """`cited crawl --json` on a server that refuses everything: still a clean JSON summary."""
     site = tmp_path / "site"
