@@ -84,16 +84,17 @@ def chunk_section(text: str, cjk: bool | None = None) -> list[str]:
     return [joiner.join(c).strip() for c in chunks if joiner.join(c).strip()]
 
 
-def section_language(text: str, page_lang: str) -> str:
-    """A section's own language when it is long enough to tell, else the page's.
+def text_language(text: str, fallback: str) -> str:
+    """The text's own language when it is long enough to tell, else ``fallback``.
 
-    Why per section: translations often leave whole sections in English (the Korean FAQ's
-    package-tools chapter is half English); those passages are English text and should
-    say so, while a short snippet ("dpkg --help") is too little to judge.
+    Why per passage: translations often leave sections, or the second half of a section,
+    in English (the Korean FAQ's package-tools chapter is half English); those passages
+    are English text and should say so, while a short snippet ("dpkg --help") is too
+    little to judge and takes its section's or page's language.
     """
     if len("".join(text.split())) < 200:
-        return page_lang
-    return detect_language(text[:1000], default=page_lang or "en")
+        return fallback
+    return detect_language(text[:1000], default=fallback or "en")
 
 
 def split_page(page: Page) -> list[Passage]:
@@ -101,7 +102,7 @@ def split_page(page: Page) -> list[Passage]:
     url = page.key_url
     passages: list[Passage] = []
     for section in page.sections:
-        lang = section_language(section.text, page.lang)
+        section_lang = text_language(section.text, page.lang)
         for chunk in chunk_section(section.text):
             position = len(passages)
             passages.append(
@@ -112,7 +113,7 @@ def split_page(page: Page) -> list[Passage]:
                     anchor=section.anchor,
                     title=page.title,
                     heading=section.heading,
-                    lang=lang,
+                    lang=text_language(chunk, section_lang),
                     position=position,
                     page_hash=page.content_hash,
                     published=page.published,
