@@ -32,6 +32,7 @@ SKIP_TAGS = {
     "script", "style", "noscript", "template", "svg", "head", "iframe", "object", "embed", "canvas", "button",
     "select", "option", "input", "textarea", "nav", "math",
 }
+MAX_GAP = 2
 _WS = re.compile(r"\s+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
@@ -102,17 +103,24 @@ def heading_text(h: etree._Element) -> str:
 
 
 def walk_blocks(root: etree._Element) -> list[tuple]:
-    """Document-order events: ("h", level, anchor, text) for headings and ("b", text) for
-    text blocks (the text of a block element outside its nested blocks)."""
+    """Document-order events: ("h", level, anchor, text) for headings and
+    ("b", text, link_share) for text blocks (the text of a block element outside its nested
+    blocks; link_share is the part of it that is link text, high in menus and sidebars)."""
     events: list[tuple] = []
-    buf: list[str] = []
+    buf: list[tuple[str, bool]] = []
+    in_link = 0
+
+    def add(text: str | None) -> None:
+        if text:
+            buf.append((text, in_link > 0))
 
     def flush() -> None:
         if buf:
-            text = _clean("".join(buf))
-            buf.clear()
+            text = _clean("".join(t for t, _ in buf))
             if text:
-                events.append(("b", text))
+                linked = sum(len(_key(t)) for t, is_link in buf if is_link)
+                events.append(("b", text, linked / max(1, len(_key(text)))))
+            buf.clear()
 
     stack: list[tuple[etree._Element, bool]] = [(root, False)]
     while stack:
@@ -121,30 +129,34 @@ def walk_blocks(root: etree._Element) -> list[tuple]:
         if closing:
             if tag in BLOCK_TAGS:
                 flush()
-            if el.tail:
-                buf.append(el.tail)
+            if tag == "a":
+                in_link -= 1
+            add(el.tail)
             continue
         if tag is None or tag in SKIP_TAGS or el.get("role") == "navigation":
-            if el.tail:
-                buf.append(el.tail)
+            add(el.tail)
             continue
         if tag in HEADINGS:
             flush()
             text = heading_text(el)
             if text:
                 events.append(("h", HEADINGS[tag], heading_anchor(el), text))
-            if el.tail:
-                buf.append(el.tail)
+            add(el.tail)
             continue
         if tag in BLOCK_TAGS:
             flush()
-        if el.text:
-            buf.append(el.text)
+        if tag == "a":
+            in_link += 1
+        add(el.text)
         stack.append((el, True))
         for child in reversed(el):
             stack.append((child, False))
     flush()
     return events
+
+
+def event_text(ev: tuple) -> str:
+    return ev[3] if ev[0] == "h" else ev[1]
 
 
 def _select_main(events: list[tuple], main_text: str) -> list[bool]:
@@ -175,6 +187,27 @@ def _select_main(events: list[tuple], main_text: str) -> list[bool]:
             pieces = [key[j : j + 24] for j in range(0, len(key) - 23, 24)]
             if pieces and sum(1 for p in pieces if p in kept_text) >= 0.6 * len(pieces):
                 keep[i] = True
+    # trafilatura drops some short paragraphs of the main text ("The kbd package supports
+    # this."; a last answer just before the footer). Put back (1) runs of at most MAX_GAP
+    # blocks between kept ones and (2) after the last kept block, a block that directly
+    # follows a heading; never blocks that are mostly link text (menus, sidebars).
+    blocks = [i for i, ev in enumerate(events) if ev[0] == "b"]
+    kept_at = [n for n, i in enumerate(blocks) if keep[i]]
+    for a, b in zip(kept_at, kept_at[1:]):
+        if 1 < b - a <= MAX_GAP + 1:
+            for n in range(a + 1, b):
+                if events[blocks[n]][2] < 0.5:
+                    keep[blocks[n]] = True
+    if kept_at:
+        after_heading = False
+        for i in range(blocks[kept_at[-1]] + 1, len(events)):
+            ev = events[i]
+            if ev[0] == "h":
+                after_heading = True
+                continue
+            if after_heading and ev[2] < 0.5:
+                keep[i] = True
+            after_heading = False
     return keep
 
 
@@ -251,7 +284,7 @@ def _language(text: str, events: list[tuple], sections: list[Section]) -> str:
     a small part of the page (an index page whose only "main" text is a licence note) the
     whole visible text votes instead.
     """
-    visible = [ev[-1] for ev in events]
+    visible = [event_text(ev) for ev in events]
     if len(_key(text)) < 0.3 * sum(len(_key(v)) for v in visible):
         parts = ["\n".join(visible[i : i + 20]) for i in range(0, len(visible), 20)]
     else:
@@ -269,7 +302,7 @@ def content_hash(events: list[tuple]) -> str:
     exact duplicates when everything a reader sees is the same. Hashing only trafilatura's
     text would merge distinct pages whose main text it reduced to the same boilerplate
     (the translated FAQ index pages all keep just an English licence note)."""
-    visible = "\n".join(ev[-1] for ev in events)
+    visible = "\n".join(event_text(ev) for ev in events)
     return hashlib.sha1(visible.encode("utf-8")).hexdigest()
 
 

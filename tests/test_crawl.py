@@ -346,7 +346,7 @@ def test_faq_languages_are_detected(faq_crawl, embedder):
     for url, _, lang, text in store_rows(settings, embedder).values():
         want = expected[url[len(base) + 1:].replace("basic-defs.html", "basic-defs.en.html")]
         per_folder.setdefault(want, []).append(lang)
-        if lang in scripts and len(text) > 40:
+        if lang in scripts and len("".join(text.split())) >= 200:  # shorter ones take their section's language
             assert re.search(scripts[lang], text), (lang, text[:80])
     assert set(per_folder) == {"en", "de", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh"}
     for want, langs in per_folder.items():
@@ -377,4 +377,4 @@ def test_faq_passages_carry_the_heading_ids_of_the_html(faq_crawl, embedder):
     wanted = {ref for q in queries for ref in q["relevant"]}
     hit = [ref for ref in wanted if ref.split("#")[1] in anchors.get(ref.split("#")[0], set())]
     indexed_refs = [ref for ref in wanted if ref.split("#")[0] in anchors]
-    assert len(hit) >= 0.97 * len(indexed_refs), sorted(set(indexed_refs) - set(hit))[:10]
+    assert len(hit) >= 0.99 * len(indexed_refs), sorted(set(indexed_refs) - set(hit))[:10]
