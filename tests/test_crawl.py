@@ -378,3 +378,32 @@ def test_faq_passages_carry_the_heading_ids_of_the_html(faq_crawl, embedder):
     hit = [ref for ref in wanted if ref.split("#")[1] in anchors.get(ref.split("#")[0], set())]
     indexed_refs = [ref for ref in wanted if ref.split("#")[0] in anchors]
     assert len(hit) >= 0.99 * len(indexed_refs), sorted(set(indexed_refs) - set(hit))[:10]
+
+
+@pytest.mark.elastic
+@pytest.mark.slow
+def test_crawl_into_elasticsearch_and_recrawl(tmp_path, es_url, embedder):
+    """The same crawl into the Elasticsearch store: passages written, state kept there."""
+    import uuid
+
+    from search.store.elastic import ElasticStore
+
+    site = tmp_path / "site"
+    write_site(site, 5)
+    server, url = serve_directory(site)
+    settings = Settings.load(env={"CITED_STORE": "elastic", "CITED_ES_URL": es_url, "CITED_ALLOW_PRIVATE": "1",
+                                  "CITED_ES_INDEX": f"crawler-test-{uuid.uuid4().hex[:8]}",
+                                  "CITED_DATA_DIR": str(tmp_path / "data")})
+    store = ElasticStore(settings)
+    try:
+        first = crawl([url + "/index.html"], settings, store=store, embedder=embedder, rate=0, progress=False)
+        assert first.indexed == 6 and not first.errors
+        assert store.count() == first.passages
+        assert {r.url for r in store.crawl_records() if r.status == "indexed"} == \
+            {url + "/index.html"} | {f"{url}/p{i}.html" for i in range(5)}
+        again = crawl([url + "/index.html"], settings, store=store, embedder=embedder, rate=0, progress=False)
+        assert again.unchanged == 6 and again.indexed == 0 and store.count() == first.passages
+    finally:
+        store.drop()
+        store.close()
+        server.shutdown()
