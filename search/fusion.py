@@ -1,0 +1,169 @@
+"""Fusing a BM25 ranking and a dense ranking into one list, on the client.
+
+Why on the client: the minimal Elasticsearch distribution has no RRF, and the local store
+has none either; doing it here also keeps both stores ranking identically.
+
+Why not plain reciprocal rank fusion alone: measured on the development set (see
+benchmarks/fusion.py and the retrieval issue note), plain RRF averages the two retrievers,
+so it is worse than dense where BM25 is blind (a Japanese question against English pages:
+BM25 matches only shared words such as "Debian") and worse than BM25 where BM25 is
+nearly perfect (a question that is also a section heading). The default ``adaptive``
+method weighs each retriever per query by how much evidence it has:
+
+- BM25's confidence is *query coverage*: the share of the query's terms (IDF-weighted,
+  the IDF estimated from the candidate passages themselves, so no store statistics are
+  needed) that the top BM25 passages contain. A question asked in a language the index
+  barely holds covers few terms, and BM25 fades out; a question whose words all occur
+  in one passage lets BM25 lead.
+- Dense keeps a constant weight: its scores are calibrated across languages.
+
+All methods take ranked lists of ``Hit`` (best first) and return new ``Hit`` objects
+whose ``scores`` keep the stages' scores and add ``fused``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from search.documents import Hit
+from search.text import bm25_terms
+
+METHODS = ("rrf", "adaptive", "minmax", "bm25", "dense")
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Knobs of fusion; ``method`` is one of METHODS (``adaptive`` is the measured best)."""
+
+    method: str = "adaptive"
+    rrf_k: int = 60
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    # adaptive: BM25 weight = bm25_weight * coverage ** coverage_power, and when coverage
+    # reaches ``lead_coverage`` BM25's ranking leads (weight ``lead_boost`` x).
+    coverage_power: float = 2.0
+    coverage_depth: int = 3
+    lead_coverage: float = 0.9
+    lead_boost: float = 4.0
+
+
+def _key(hit: Hit) -> str:
+    return hit.passage.id
+
+
+def _merge(*rankings: Sequence[Hit]) -> dict[str, Hit]:
+    """One Hit per passage id carrying every stage's score (copies; inputs stay untouched)."""
+    merged: dict[str, Hit] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            mine = merged.get(_key(hit))
+            if mine is None:
+                merged[_key(hit)] = Hit(hit.passage, dict(hit.scores))
+            else:
+                for name, value in hit.scores.items():
+                    mine.scores.setdefault(name, value)
+    return merged
+
+
+def _ranked(merged: dict[str, Hit], fused: dict[str, float]) -> list[Hit]:
+    out = []
+    for pid, score in sorted(fused.items(), key=lambda kv: -kv[1]):
+        hit = merged[pid]
+        hit.scores["fused"] = float(score)
+        out.append(hit)
+    return out
+
+
+def rrf(bm25: Sequence[Hit], dense: Sequence[Hit], k: int = 60, bm25_weight: float = 1.0, dense_weight: float = 1.0) -> list[Hit]:
+    """Weighted reciprocal rank fusion: sum of weight / (k + rank) over the rankings.
+
+    >>> from search.documents import Passage
+    >>> a, b, c = (Hit(Passage(i, "u", "t")) for i in "abc")
+    >>> [h.passage.id for h in rrf([a, b], [b, c])]
+    ['b', 'a', 'c']
+    """
+    merged = _merge(bm25, dense)
+    fused: dict[str, float] = {}
+    for weight, ranking in ((bm25_weight, bm25), (dense_weight, dense)):
+        if weight <= 0:
+            continue
+        for rank, hit in enumerate(ranking, start=1):
+            fused[_key(hit)] = fused.get(_key(hit), 0.0) + weight / (k + rank)
+    for pid in merged:
+        fused.setdefault(pid, 0.0)
+    return _ranked(merged, fused)
+
+
+def minmax(bm25: Sequence[Hit], dense: Sequence[Hit], bm25_weight: float = 1.0, dense_weight: float = 1.0) -> list[Hit]:
+    """Weighted sum of min-max normalised scores (a passage missing from a list gets 0)."""
+    merged = _merge(bm25, dense)
+    fused = {pid: 0.0 for pid in merged}
+    for weight, ranking, name in ((bm25_weight, bm25, "bm25"), (dense_weight, dense, "dense")):
+        if not ranking or weight <= 0:
+            continue
+        values = [h.scores.get(name, 0.0) for h in ranking]
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        for hit, value in zip(ranking, values):
+            fused[_key(hit)] += weight * (value - lo) / span
+    return _ranked(merged, fused)
+
+
+def query_coverage(query: str, bm25: Sequence[Hit], candidates: Sequence[Hit], depth: int = 3) -> float:
+    """How much of the query the best BM25 passages contain, in [0, 1] (IDF-weighted).
+
+    Why candidates: IDF is estimated from the passages both retrievers returned (a term
+    in every candidate says little), so no store statistics are needed and it works the
+    same for SQLite and Elasticsearch.
+    """
+    terms = set(bm25_terms(query))
+    if not terms or not bm25:
+        return 0.0
+    docs = [set(bm25_terms(f"{h.passage.title} {h.passage.heading} {h.passage.text}")) for h in candidates]
+    n = max(len(docs), 1)
+    idf = {t: math.log(1 + (n + 1) / (1 + sum(1 for d in docs if t in d))) for t in terms}
+    total = sum(idf.values())
+    best = 0.0
+    for hit in bm25[:depth]:
+        have = set(bm25_terms(f"{hit.passage.title} {hit.passage.heading} {hit.passage.text}"))
+        best = max(best, sum(w for t, w in idf.items() if t in have) / total)
+    return best
+
+
+def adaptive(query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams()) -> tuple[list[Hit], dict[str, float]]:
+    """RRF with a per-query BM25 weight from query coverage; returns (hits, the weights used)."""
+    coverage = query_coverage(query, bm25, list(bm25) + list(dense), params.coverage_depth)
+    w_bm25 = params.bm25_weight * coverage**params.coverage_power
+    if coverage >= params.lead_coverage:
+        w_bm25 *= params.lead_boost
+    hits = rrf(bm25, dense, params.rrf_k, w_bm25, params.dense_weight)
+    return hits, {"coverage": coverage, "bm25_weight": w_bm25, "dense_weight": params.dense_weight}
+
+
+def fuse(query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams()) -> tuple[list[Hit], dict[str, float]]:
+    """Fuse with the configured method; returns (hits best first, diagnostics)."""
+    if params.method == "rrf":
+        return rrf(bm25, dense, params.rrf_k, params.bm25_weight, params.dense_weight), {}
+    if params.method == "minmax":
+        return minmax(bm25, dense, params.bm25_weight, params.dense_weight), {}
+    if params.method == "adaptive":
+        return adaptive(query, bm25, dense, params)
+    if params.method == "bm25":
+        return rrf(bm25, [], params.rrf_k, 1.0, 0.0), {}
+    if params.method == "dense":
+        return rrf([], dense, params.rrf_k, 0.0, 1.0), {}
+    raise ValueError(f"unknown fusion method {params.method!r}; expected one of {', '.join(METHODS)}")
+
+
+def cap_per_page(hits: Sequence[Hit], per_page_max: int) -> list[Hit]:
+    """Keep at most ``per_page_max`` passages of each page, in order (room for other pages)."""
+    seen: dict[str, int] = {}
+    out = []
+    for hit in hits:
+        n = seen.get(hit.passage.url, 0)
+        if n < per_page_max:
+            seen[hit.passage.url] = n + 1
+            out.append(hit)
+    return out
