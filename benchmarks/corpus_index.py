@@ -226,9 +226,18 @@ def load_records(out: Path) -> list[Record]:
         return [Record(**json.loads(line)) for line in fh]
 
 
-def load(model: str = "use-multilingual") -> tuple[list[Record], np.ndarray]:
-    """The cached corpus passages and their unit vectors (build it first)."""
+def load(model: str = "use-multilingual", partial: bool = False) -> tuple[list[Record], np.ndarray]:
+    """The cached corpus passages and their unit vectors (build it first).
+
+    ``partial``: while the build is still running, the passages embedded so far (the
+    corpus directories are embedded in order, the FAQ first) -- for early experiments only.
+    """
     out = cache_dir(model)
+    if partial and not (out / "vectors.npy").exists():
+        parts = sorted((out / "parts").glob("*.npy"))
+        matrix = np.vstack([np.load(p) for p in parts])
+        print(f"PARTIAL corpus: {matrix.shape[0]} passages", file=sys.stderr)
+        return load_records(out)[: matrix.shape[0]], matrix
     if not (out / "vectors.npy").exists():
         raise SystemExit(f"no cached corpus index for {model}: run python -m benchmarks.corpus_index --model {model}")
     return load_records(out), np.load(out / "vectors.npy")
@@ -244,3 +253,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def load_blended(model: str = "use-multilingual", heading_weight: float = 0.5, partial: bool = False) -> tuple[list[Record], np.ndarray]:
+    """The cached passages with index-time vectors as search.embed.passage_vectors makes them.
+
+    The cache holds E(heading + text) per passage and E(heading) per distinct heading
+    (benchmarks/heading_vectors.py); the blend is w * E(heading) + (1 - w) * E(heading + text).
+    """
+    records, body = load(model, partial)
+    if heading_weight <= 0:
+        return records, body
+    out = cache_dir(model)
+    if not (out / "headings.npy").exists():
+        raise SystemExit(f"no heading vectors for {model}: run python -m benchmarks.heading_vectors --model {model}")
+    headings = json.loads((out / "headings.json").read_text())
+    index = {h: i for i, h in enumerate(headings)}
+    hv = np.load(out / "headings.npy")
+    rows = np.array([index[r.heading] for r in records])
+    has = np.array([bool(r.heading) for r in records])[:, None]
+    blended = np.where(has, heading_weight * hv[rows] + (1 - heading_weight) * body, body)
+    blended /= np.linalg.norm(blended, axis=1, keepdims=True)
+    return records, blended.astype(np.float32)

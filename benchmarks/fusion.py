@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from benchmarks.corpus_index import CACHE, load, cache_dir
+from benchmarks.corpus_index import cache_dir, load_blended
 from search.documents import Hit, Passage
 from search.fusion import FusionParams, cap_per_page, fuse
 from search.text import bm25_terms, detect_language
@@ -158,10 +158,13 @@ def main() -> None:
     parser.add_argument("--per-page-max", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--per-lang", action="store_true")
+    parser.add_argument("--heading-weight", type=float, default=0.5, help="passage/heading vector blend (0 = off)")
+    parser.add_argument("--partial", action="store_true", help="use the passages embedded so far")
+    parser.add_argument("--scenarios", default="same,cross")
     parser.add_argument("--sweep", default="", help='JSON list of {"name":..., FusionParams fields}')
     args = parser.parse_args()
 
-    records, vectors = load(args.model)
+    records, vectors = load_blended(args.model, args.heading_weight, args.partial)
     queries = [json.loads(line) for line in open(DEV_SET)]
     qcache = cache_dir(args.model) / "dev-queries.npy"
     if qcache.exists():
@@ -178,13 +181,15 @@ def main() -> None:
         name = item.pop("name")
         variants[name] = FusionParams(**item)
 
-    scenarios = [
-        Scenario("same", records, vectors, queries, qvecs, "relevant", lambda r: True),
-    ]
-    cross_q = [i for i, q in enumerate(queries) if q["lang"] != "en"]
-    scenarios.append(
-        Scenario("cross", records, vectors, [queries[i] for i in cross_q], qvecs[cross_q], "relevant_en", lambda r: not _NON_EN_FAQ.match(r.url))
-    )
+    scenarios = []
+    if "same" in args.scenarios:
+        scenarios.append(Scenario("same", records, vectors, queries, qvecs, "relevant", lambda r: True))
+    if "cross" in args.scenarios:
+        cross_q = [i for i, q in enumerate(queries) if q["lang"] != "en"]
+        scenarios.append(
+            Scenario("cross", records, vectors, [queries[i] for i in cross_q], qvecs[cross_q], "relevant_en",
+                     lambda r: not _NON_EN_FAQ.match(r.url))
+        )
     for sc in scenarios:
         cands = sc.candidates(args.depth)
         for name, params in variants.items():

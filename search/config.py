@@ -61,6 +61,7 @@ class Settings:
     # Models
     embed_model: str = "use-multilingual"
     embed_batch_size: int = 64
+    heading_weight: float = 0.5  # passage vector = blend with its heading's vector (embed.passage_vectors)
     device: str = "auto"
     rerank_model: str = "none"
     generator: str = "auto"
