@@ -133,7 +133,7 @@ def run_variant(scenario: Scenario, cands, params: FusionParams, k: int, per_pag
     ranks = []
     by_lang: dict[str, list] = defaultdict(list)
     for q, rel, (bm, dn) in zip(scenario.queries, scenario.relevant, cands):
-        hits, _ = fuse(q["query"], bm, dn, params)
+        hits, _ = fuse(q["query"], bm, dn, params, query_lang=q["_lang"])
         hits = cap_per_page(hits, per_page_max)[:k]
         rank = first_relevant_rank([h.passage.url for h in hits], rel, k)
         ranks.append(rank)
@@ -147,6 +147,7 @@ VARIANTS = {
     "rrf": FusionParams(method="rrf"),
     "minmax": FusionParams(method="minmax"),
     "adaptive": FusionParams(method="adaptive"),
+    "adaptive+lang": FusionParams(method="adaptive", lang_gate=True),
 }
 
 
@@ -166,6 +167,8 @@ def main() -> None:
 
     records, vectors = load_blended(args.model, args.heading_weight, args.partial)
     queries = [json.loads(line) for line in open(DEV_SET)]
+    for q in queries:  # detected, as the Retriever does (not the dev set's label)
+        q["_lang"] = detect_language(q["query"])
     qcache = cache_dir(args.model) / "dev-queries.npy"
     if qcache.exists():
         qvecs = np.load(qcache)

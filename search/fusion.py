@@ -24,11 +24,12 @@ whose ``scores`` keep the stages' scores and add ``fused``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from search.documents import Hit
-from search.text import bm25_terms
+from search.text import bm25_terms, has_cjk, normalize
 
 METHODS = ("rrf", "adaptive", "minmax", "bm25", "dense")
 
@@ -47,6 +48,15 @@ class FusionParams:
     coverage_depth: int = 3
     lead_coverage: float = 0.9
     lead_boost: float = 4.0
+    # language gate: BM25 weight also scaled by the share of its top hits written in the
+    # query's language (a Japanese question whose BM25 hits are English pages matched on
+    # "Debian" has share 0). ``lang_gate_floor`` keeps some weight for mixed corpora.
+    lang_gate: bool = False
+    lang_gate_floor: float = 0.0
+    # how many of each list's top hits estimate IDF for coverage (cost grows with it)
+    idf_depth: int = 20
+    # the base fusion the per-query weights feed: "rrf" or "minmax"
+    base: str = "rrf"
 
 
 def _key(hit: Hit) -> str:
@@ -111,6 +121,31 @@ def minmax(bm25: Sequence[Hit], dense: Sequence[Hit], bm25_weight: float = 1.0, 
     return _ranked(merged, fused)
 
 
+class _TermMatcher:
+    """Which of a query's BM25 terms occur in a text, with one regex pass (no tokenizing).
+
+    Why: coverage is computed for up to ~40 candidate passages per query, and running
+    the full BM25 analyser over each cost ~100 ms per query; a compiled alternation over
+    the NFKC-casefolded text costs ~2 ms. Words match on word boundaries; CJK bigrams
+    (which have no boundaries inside a run) match as substrings, as their index does.
+    """
+
+    def __init__(self, terms: set[str]) -> None:
+        words = sorted((t for t in terms if not has_cjk(t)), key=len, reverse=True)
+        self.cjk = [t for t in terms if has_cjk(t)]
+        self.words = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, words)) + r")(?!\w)") if words else None
+
+    def found(self, text: str) -> set[str]:
+        norm = normalize(text)
+        out = set(self.words.findall(norm)) if self.words else set()
+        out.update(t for t in self.cjk if t in norm)
+        return out
+
+
+def _passage_text(hit: Hit) -> str:
+    return f"{hit.passage.title} {hit.passage.heading} {hit.passage.text}"
+
+
 def query_coverage(query: str, bm25: Sequence[Hit], candidates: Sequence[Hit], depth: int = 3) -> float:
     """How much of the query the best BM25 passages contain, in [0, 1] (IDF-weighted).
 
@@ -121,35 +156,61 @@ def query_coverage(query: str, bm25: Sequence[Hit], candidates: Sequence[Hit], d
     terms = set(bm25_terms(query))
     if not terms or not bm25:
         return 0.0
-    docs = [set(bm25_terms(f"{h.passage.title} {h.passage.heading} {h.passage.text}")) for h in candidates]
-    n = max(len(docs), 1)
-    idf = {t: math.log(1 + (n + 1) / (1 + sum(1 for d in docs if t in d))) for t in terms}
+    matcher = _TermMatcher(terms)
+    unique = list({h.passage.id: h for h in candidates}.values())
+    found = {h.passage.id: matcher.found(_passage_text(h)) for h in unique}
+    n = max(len(unique), 1)
+    idf = {t: math.log(1 + (n + 1) / (1 + sum(1 for f in found.values() if t in f))) for t in terms}
     total = sum(idf.values())
     best = 0.0
     for hit in bm25[:depth]:
-        have = set(bm25_terms(f"{hit.passage.title} {hit.passage.heading} {hit.passage.text}"))
+        have = found.get(hit.passage.id)
+        if have is None:
+            have = matcher.found(_passage_text(hit))
         best = max(best, sum(w for t, w in idf.items() if t in have) / total)
     return best
 
 
-def adaptive(query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams()) -> tuple[list[Hit], dict[str, float]]:
+def language_share(bm25: Sequence[Hit], query_lang: str, depth: int = 10) -> float:
+    """Share of the top BM25 hits whose passage is in the query's language (1.0 if unknown)."""
+    top = [h for h in bm25[:depth] if h.passage.lang]
+    if not query_lang or not top:
+        return 1.0
+    base = query_lang.split("-")[0]
+    return sum(1 for h in top if h.passage.lang.split("-")[0] == base) / len(top)
+
+
+def adaptive(
+    query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams(), query_lang: str = ""
+) -> tuple[list[Hit], dict[str, float]]:
     """RRF with a per-query BM25 weight from query coverage; returns (hits, the weights used)."""
-    coverage = query_coverage(query, bm25, list(bm25) + list(dense), params.coverage_depth)
+    candidates = list(bm25[: params.idf_depth]) + list(dense[: params.idf_depth])
+    coverage = query_coverage(query, bm25, candidates, params.coverage_depth)
     w_bm25 = params.bm25_weight * coverage**params.coverage_power
     if coverage >= params.lead_coverage:
         w_bm25 *= params.lead_boost
-    hits = rrf(bm25, dense, params.rrf_k, w_bm25, params.dense_weight)
-    return hits, {"coverage": coverage, "bm25_weight": w_bm25, "dense_weight": params.dense_weight}
+    info = {"coverage": coverage}
+    if params.lang_gate:
+        share = language_share(bm25, query_lang)
+        w_bm25 *= max(share, params.lang_gate_floor)
+        info["lang_share"] = share
+    if params.base == "minmax":
+        hits = minmax(bm25, dense, w_bm25, params.dense_weight)
+    else:
+        hits = rrf(bm25, dense, params.rrf_k, w_bm25, params.dense_weight)
+    return hits, {**info, "bm25_weight": w_bm25, "dense_weight": params.dense_weight}
 
 
-def fuse(query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams()) -> tuple[list[Hit], dict[str, float]]:
+def fuse(
+    query: str, bm25: Sequence[Hit], dense: Sequence[Hit], params: FusionParams = FusionParams(), query_lang: str = ""
+) -> tuple[list[Hit], dict[str, float]]:
     """Fuse with the configured method; returns (hits best first, diagnostics)."""
     if params.method == "rrf":
         return rrf(bm25, dense, params.rrf_k, params.bm25_weight, params.dense_weight), {}
     if params.method == "minmax":
         return minmax(bm25, dense, params.bm25_weight, params.dense_weight), {}
     if params.method == "adaptive":
-        return adaptive(query, bm25, dense, params)
+        return adaptive(query, bm25, dense, params, query_lang)
     if params.method == "bm25":
         return rrf(bm25, [], params.rrf_k, 1.0, 0.0), {}
     if params.method == "dense":

@@ -231,7 +231,7 @@ class Retriever:
         elif mode == "dense":
             hits = [Hit(h.passage, dict(h.scores)) for h in dense_hits]
         else:
-            hits, diagnostics = fuse(query, bm25_hits, dense_hits, self.fusion)
+            hits, diagnostics = fuse(query, bm25_hits, dense_hits, self.fusion, query_lang=lang)
             timings["fuse"] = time.perf_counter() - started
         hits = cap_per_page(hits, self.settings.per_page_max)
         if mode == "rerank":
