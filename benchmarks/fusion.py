@@ -101,7 +101,7 @@ def metrics(ranks: list[int | None]) -> dict[str, float]:
 
 
 class Scenario:
-    def __init__(self, name: str, records, vectors: np.ndarray, queries: list[dict], qvecs: np.ndarray, relevant_key: str, keep) -> None:
+    def __init__(self, name: str, records, vectors: np.ndarray, queries: list[dict], qvecs: np.ndarray, relevant_key: str, keep, with_bm25: bool = True) -> None:
         self.name = name
         self.idx = np.array([i for i, r in enumerate(records) if keep(r)])
         self.passages = [
@@ -109,7 +109,7 @@ class Scenario:
         ]
         self.vectors = vectors[self.idx]
         started = time.time()
-        self.bm25 = MemoryBM25([f"{p.title} {p.heading} {p.text}" for p in self.passages])
+        self.bm25 = MemoryBM25([f"{p.title} {p.heading} {p.text}" for p in self.passages] if with_bm25 else [""])
         print(f"[{name}] BM25 over {len(self.passages)} passages built in {time.time() - started:.0f}s", file=sys.stderr)
         self.queries = queries
         self.qvecs = qvecs
@@ -119,7 +119,7 @@ class Scenario:
         out = []
         sims_all = self.qvecs @ self.vectors.T
         for qi, q in enumerate(self.queries):
-            order, scores = self.bm25.search(q["query"], depth)
+            order, scores = self.bm25.search(q["query"], depth) if self.bm25.matrix.shape[0] > 1 else ([], [])
             bm = [Hit(self.passages[i], {"bm25": float(s)}) for i, s in zip(order, scores)]
             sims = sims_all[qi]
             top = np.argpartition(-sims, depth)[:depth]
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--heading-weight", type=float, default=0.5, help="passage/heading vector blend (0 = off)")
     parser.add_argument("--partial", action="store_true", help="use the passages embedded so far")
     parser.add_argument("--scenarios", default="same,cross")
-    parser.add_argument("--sweep", default="", help='JSON list of {"name":..., FusionParams fields}')
+    parser.add_argument("--sweep", default="", help="JSON list (or @file) of {\"name\": ..., FusionParams fields}")
     args = parser.parse_args()
 
     records, vectors = load_blended(args.model, args.heading_weight, args.partial)
@@ -180,18 +180,20 @@ def main() -> None:
         qvecs = embedder.encode_queries([q["query"] for q in queries])
         np.save(qcache, qvecs)
     variants = {name: VARIANTS[name] for name in args.variants.split(",") if name}
-    for item in json.loads(args.sweep or "[]"):
+    sweep = Path(args.sweep[1:]).read_text() if args.sweep.startswith("@") else args.sweep
+    for item in json.loads(sweep or "[]"):
         name = item.pop("name")
         variants[name] = FusionParams(**item)
 
     scenarios = []
+    with_bm25 = any(p.method != "dense" for p in variants.values())
     if "same" in args.scenarios:
-        scenarios.append(Scenario("same", records, vectors, queries, qvecs, "relevant", lambda r: True))
+        scenarios.append(Scenario("same", records, vectors, queries, qvecs, "relevant", lambda r: True, with_bm25))
     if "cross" in args.scenarios:
         cross_q = [i for i, q in enumerate(queries) if q["lang"] != "en"]
         scenarios.append(
             Scenario("cross", records, vectors, [queries[i] for i in cross_q], qvecs[cross_q], "relevant_en",
-                     lambda r: not _NON_EN_FAQ.match(r.url))
+                     lambda r: not _NON_EN_FAQ.match(r.url), with_bm25)
         )
     for sc in scenarios:
         cands = sc.candidates(args.depth)

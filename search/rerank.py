@@ -122,7 +122,12 @@ class LlmJudgeReranker:
         tokens = tokens[-(self._llm.n_ctx() - 1) :]
         self._llm.reset()
         self._llm.eval(tokens)
-        logits = np.asarray(self._llm.scores[self._llm.n_tokens - 1], dtype=np.float64)
+        # With logits_all=False, llama-cpp-python 0.3.x leaves Llama.scores zeroed; the
+        # last position's logits are read from the context directly.
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._llm.n_vocab(),)).astype(np.float64)
         top = logits.max()
         logp = logits - (top + np.log(np.exp(logits - top).sum()))
         yes = np.logaddexp.reduce(logp[self._yes])

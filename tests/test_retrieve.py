@@ -117,8 +117,6 @@ def store(request, tmp_path_factory):
     st.open(embedder.name, embedder.dim)
     report = st.upsert(passages)
     assert report.ok, report.failed
-    if hasattr(st, "refresh"):
-        st.refresh()
     yield st
     if request.param == "elastic" and hasattr(st, "drop"):
         st.drop()
