@@ -146,8 +146,9 @@ VARIANTS = {
     "dense": FusionParams(method="dense"),
     "rrf": FusionParams(method="rrf"),
     "minmax": FusionParams(method="minmax"),
-    "adaptive": FusionParams(method="adaptive"),
+    "adaptive": FusionParams(method="adaptive"),  # the default: minmax base, coverage and agreement gates
     "adaptive+lang": FusionParams(method="adaptive", lang_gate=True),
+    "adaptive-rrf": FusionParams(method="adaptive", base="rrf", agree_gate=False),  # the first design
 }
 
 

@@ -56,7 +56,14 @@ class FusionParams:
     # how many of each list's top hits estimate IDF for coverage (cost grows with it)
     idf_depth: int = 20
     # the base fusion the per-query weights feed: "rrf" or "minmax"
-    base: str = "rrf"
+    base: str = "minmax"
+    # agreement gate: BM25 weight also scaled by the share of BM25's top ``agree_depth``
+    # passages that dense retrieval also returned (its whole candidate list). When BM25's
+    # best are passages the meaning-based side does not see at all (a question's words
+    # found in an unrelated document of the same language), BM25 fades.
+    agree_gate: bool = True
+    agree_depth: int = 5
+    agree_floor: float = 0.0
 
 
 def _key(hit: Hit) -> str:
@@ -194,6 +201,12 @@ def adaptive(
         share = language_share(bm25, query_lang)
         w_bm25 *= max(share, params.lang_gate_floor)
         info["lang_share"] = share
+    if params.agree_gate and bm25:
+        dense_ids = {h.passage.id for h in dense}
+        top = bm25[: params.agree_depth]
+        agreement = sum(1 for h in top if h.passage.id in dense_ids) / len(top)
+        w_bm25 *= max(agreement, params.agree_floor)
+        info["agreement"] = agreement
     if params.base == "minmax":
         hits = minmax(bm25, dense, w_bm25, params.dense_weight)
     else:
