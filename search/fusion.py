@@ -122,9 +122,9 @@ def minmax(bm25: Sequence[Hit], dense: Sequence[Hit], bm25_weight: float = 1.0, 
             continue
         values = [h.scores.get(name, 0.0) for h in ranking]
         lo, hi = min(values), max(values)
-        span = (hi - lo) or 1.0
         for hit, value in zip(ranking, values):
-            fused[_key(hit)] += weight * (value - lo) / span
+            # a list of one (or of equal scores) has no spread: every member counts fully
+            fused[_key(hit)] += weight * ((value - lo) / (hi - lo) if hi > lo else 1.0)
     return _ranked(merged, fused)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
@@ -134,6 +135,7 @@ class Retriever:
         self._store_opened = store is not None
         self._embedder = embedder
         self._reranker = reranker
+        self._executor: ThreadPoolExecutor | None = None
         self.fusion = FusionParams(
             method=settings.fusion,
             rrf_k=settings.rrf_k,
@@ -190,6 +192,16 @@ class Retriever:
         cleaned = [clean_query(q) for q in queries]
         if not cleaned:
             return []
+        store = self.store
+        depth = max(self.settings.retrieve_depth, k)
+        # BM25 requests go out first, on threads, so the store answers them while the
+        # queries are embedded here (embedding is the slowest stage on a CPU).
+        bm25_jobs: list[Future | None] = [None] * len(cleaned)
+        if mode != "dense":
+            pool = self._pool()
+            for i, (text, _) in enumerate(cleaned):
+                if bm25_terms(text):
+                    bm25_jobs[i] = pool.submit(self._timed, store.bm25, text, depth, filters)
         vectors: np.ndarray | None = None
         embed_seconds = 0.0
         if mode != "bm25":
@@ -198,44 +210,60 @@ class Retriever:
             embed_seconds = (time.perf_counter() - started) / len(cleaned)
         results = []
         for i, (text, truncated) in enumerate(cleaned):
+            timings: dict[str, float] = {}
+            bm25_hits: list[Hit] = []
+            if bm25_jobs[i] is not None:
+                bm25_hits, timings["bm25"] = bm25_jobs[i].result()
             vector = vectors[i] if vectors is not None else None
-            result = self._search_one(text, vector, k, mode, filters)
-            result.truncated = truncated
             if vector is not None:
-                result.timings["embed"] = embed_seconds
-            result.timings["total"] = sum(v for name, v in result.timings.items() if name != "total")
+                timings["embed"] = embed_seconds
+            result = self._finish(text, bm25_hits, vector, k, mode, filters, timings, depth)
+            result.truncated = truncated
             results.append(result)
         return results
 
-    def _search_one(self, query: str, vector: np.ndarray | None, k: int, mode: str, filters: Filters) -> SearchResult:
-        timings: dict[str, float] = {}
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="cited-bm25")
+        return self._executor
+
+    @staticmethod
+    def _timed(fn, *args) -> tuple[list[Hit], float]:
+        started = time.perf_counter()
+        out = fn(*args)
+        return out, time.perf_counter() - started
+
+    def _finish(
+        self, query: str, bm25_hits: list[Hit], vector: np.ndarray | None, k: int, mode: str, filters: Filters,
+        timings: dict[str, float], depth: int,
+    ) -> SearchResult:
+        """Dense search, fusion, the per-page cap and reranking for one query."""
+        wall = time.perf_counter()
         started = time.perf_counter()
         lang = detect_language(query)
         timings["detect"] = time.perf_counter() - started
-        store = self.store
-        depth = max(self.settings.retrieve_depth, k)
-        bm25_hits: list[Hit] = []
         dense_hits: list[Hit] = []
-        if mode != "dense" and bm25_terms(query):
-            started = time.perf_counter()
-            bm25_hits = store.bm25(query, k=depth, filters=filters)
-            timings["bm25"] = time.perf_counter() - started
         if mode != "bm25" and vector is not None:
             started = time.perf_counter()
-            dense_hits = store.knn(vector, k=depth, filters=filters)
+            dense_hits = self.store.knn(vector, k=depth, filters=filters)
             timings["dense"] = time.perf_counter() - started
         diagnostics: dict[str, float] = {}
-        started = time.perf_counter()
         if mode == "bm25":
             hits = [Hit(h.passage, dict(h.scores)) for h in bm25_hits]
         elif mode == "dense":
             hits = [Hit(h.passage, dict(h.scores)) for h in dense_hits]
         else:
+            started = time.perf_counter()
             hits, diagnostics = fuse(query, bm25_hits, dense_hits, self.fusion, query_lang=lang)
             timings["fuse"] = time.perf_counter() - started
         hits = cap_per_page(hits, self.settings.per_page_max)
         if mode == "rerank":
             hits = self._rerank(query, hits[: max(self.settings.rerank_depth, k)], timings)
+        # total: embedding (shared by the batch) + this query's own wall time; BM25 ran
+        # concurrently with embedding, so it is not added again.
+        timings["total"] = timings.get("embed", 0.0) + (time.perf_counter() - wall)
+        if "embed" not in timings:
+            timings["total"] += timings.get("bm25", 0.0)
         return SearchResult(query=query, lang=lang, mode=mode, hits=hits[:k], timings=timings, fusion=diagnostics)
 
     def _rerank(self, query: str, hits: list[Hit], timings: dict[str, float]) -> list[Hit]:
@@ -249,5 +277,7 @@ class Retriever:
         return [hits[i] for i in order]
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
         if self._store is not None:
             self._store.close()

@@ -90,7 +90,7 @@ def test_coverage_is_high_when_a_passage_holds_the_query_words():
 
 def test_adaptive_follows_bm25_when_covered_and_dense_when_not():
     full = [Hit(_passage("bm", "How can I keep my Debian system current?"), {"bm25": 9.0})]
-    dense = [Hit(_passage("dn", "Upgrading a running system with apt"), {"dense": 0.8}), full[0]]
+    dense = [Hit(_passage("dn", "Upgrading a running system with apt"), {"dense": 0.8}), Hit(full[0].passage, {"dense": 0.7})]
     hits, info = adaptive("keep debian system current", full, dense, FusionParams())
     assert hits[0].passage.id == "bm" and info["coverage"] > 0.9
     weak = [Hit(_passage("w", "Debian"), {"bm25": 0.3})]
