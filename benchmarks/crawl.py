@@ -1,0 +1,183 @@
+"""Crawl benchmark: the local documentation corpus served on loopback.
+
+Prints ONE JSON line:
+- fetch_extract_pages_per_s: the crawl loop (frontier, robots, fetch, extract, passages)
+  with embedding and indexing switched off (a no-op embedder and store);
+- end_to_end_pages_per_s: the same crawl with the real embedder (CITED_EMBED_MODEL,
+  default use-multilingual) into a fresh local store;
+- extract_vs_trafilatura: our extract() time over the fetched HTML divided by bare
+  trafilatura.extract() time over the same HTML, both single-threaded (target <= 1.5).
+
+Usage: python benchmarks/crawl.py [--max-pages N] [--e2e-max-pages M] [--concurrency C]
+(--max-pages slices the corpus for both crawls; the machine's load matters: note it.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import socketserver
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from crawler.crawl import crawl  # noqa: E402
+from search.config import Settings  # noqa: E402
+from search.documents import CrawlRecord  # noqa: E402
+from search.store.base import WriteReport  # noqa: E402
+
+ROOT = Path(os.environ.get("CITED_CORPUS_ROOT", "/usr/share"))
+FAQ_LANGS = ["de", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh-cn"]
+REF_LANGS = ["en", "de", "es", "fr", "id", "it", "ja", "pt", "pt-br", "zh-cn", "zh-tw"]
+
+
+def seeds(base: str) -> list[str]:
+    """The start URLs listed in shared/eval/README.md, where installed."""
+    paths = ["doc/debian/FAQ/index.en.html"] + [f"doc/debian/FAQ/{l}/index.{l}.html" for l in FAQ_LANGS]
+    paths += [f"debian-reference/index.{l}.html" for l in REF_LANGS]
+    guide = ROOT / "doc/installation-guide-amd64"
+    paths += [f"doc/installation-guide-amd64/{d.name}/index.html" for d in sorted(guide.glob("*")) if (d / "index.html").exists()]
+    paths += ["doc/python3.11/html/index.html", "doc/postgresql-doc-15/html/index.html"]
+    return [f"{base}/{p}" for p in paths if (ROOT / p).exists()]
+
+
+def serve(root: Path) -> tuple[socketserver.BaseServer, str]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class NullEmbedder:
+    """Embedding switched off: measures everything else in the crawl loop."""
+
+    name, dim = "null", 1
+
+    def encode_passages(self, texts):
+        return np.ones((len(texts), 1), dtype=np.float32)
+
+    encode_queries = encode_passages
+
+
+class NullStore:
+    """Indexing switched off; crawl records are kept in memory (the crawl reads them)."""
+
+    backend = "null"
+
+    def __init__(self) -> None:
+        self.records: dict[str, CrawlRecord] = {}
+
+    def open(self, model, dim):
+        pass
+
+    def replace_page(self, url, passages):
+        return WriteReport(written=len(passages))
+
+    def delete_page(self, url):
+        return 0
+
+    def put_crawl_records(self, records):
+        self.records.update({r.url: r for r in records})
+
+    def crawl_records(self):
+        return iter(list(self.records.values()))
+
+    def close(self):
+        pass
+
+
+def extraction_ratio(urls: list[str], base: str) -> dict[str, float]:
+    """Our extract() versus bare trafilatura.extract() on the same HTML, one thread each."""
+    import trafilatura
+
+    from crawler.extract import extract
+    from crawler.fetch import decode_html
+
+    docs = []
+    for url in urls:
+        path = ROOT / urlsplit(url).path.lstrip("/")
+        if path.is_file() and path.suffix in (".html", ".htm"):
+            docs.append((url, decode_html(path.read_bytes(), "text/html")[0]))
+    trafilatura.extract(docs[0][1])  # warm both up (imports, language model)
+    extract(docs[0][1], docs[0][0])
+    # CPU time of this (single-threaded) loop: fair on a machine shared with other work
+    start = time.process_time()
+    for _, html in docs:
+        trafilatura.extract(html)
+    bare = time.process_time() - start
+    start = time.process_time()
+    for url, html in docs:
+        extract(html, url)
+    ours = time.process_time() - start
+    return {"extract_pages": len(docs), "trafilatura_cpu_s": round(bare, 2), "extract_cpu_s": round(ours, 2),
+            "extract_vs_trafilatura": round(ours / bare, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-pages", type=int, default=None, help="page limit for the fetch+extract crawl")
+    parser.add_argument("--e2e-max-pages", type=int, default=None, help="page limit for the end-to-end crawl")
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+
+    server, base = serve(ROOT)
+    start_urls = seeds(base)
+    settings = Settings.load(env={**{k: v for k, v in os.environ.items() if k.startswith("CITED_")},
+                                  "CITED_ALLOW_PRIVATE": "1", "CITED_STORE": "local"})
+    common = dict(scope="prefix", rate=0, concurrency=args.concurrency, progress=False)
+
+    null_store = NullStore()
+    t = time.perf_counter()
+    fx = crawl(start_urls, settings, store=null_store, embedder=NullEmbedder(), max_pages=args.max_pages, **common)
+    fx_s = time.perf_counter() - t
+    fetched_urls = [u for u, r in null_store.records.items() if r.status in ("indexed", "skipped:duplicate")]
+    ratio = extraction_ratio(fetched_urls, base)
+
+    from search.embed import load_embedder
+
+    embedder = load_embedder(settings)
+    with tempfile.TemporaryDirectory(prefix="cited-bench-") as tmp:
+        e2e_settings = settings.replace(data_dir=Path(tmp))
+        t = time.perf_counter()
+        e2e = crawl(start_urls, e2e_settings, embedder=embedder, max_pages=args.e2e_max_pages or args.max_pages, **common)
+        e2e_s = time.perf_counter() - t
+    server.shutdown()
+    print(json.dumps({
+        "benchmark": "crawl",
+        "seeds": len(start_urls),
+        "fetch_extract_pages": fx.fetched,
+        "fetch_extract_indexed": fx.indexed,
+        "fetch_extract_passages": fx.passages,
+        "fetch_extract_s": round(fx_s, 2),
+        "fetch_extract_pages_per_s": round(fx.fetched / fx_s, 2),
+        **ratio,
+        "end_to_end_pages": e2e.fetched,
+        "end_to_end_passages": e2e.passages,
+        "end_to_end_s": round(e2e_s, 2),
+        "end_to_end_pages_per_s": round(e2e.fetched / e2e_s, 2),
+        "embedder": embedder.name,
+        "by_lang": dict(e2e.by_lang),
+        "errors": dict(fx.errors),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
