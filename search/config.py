@@ -25,6 +25,7 @@ from typing import Any, Mapping
 ENV_PREFIX = "CITED_"
 SECRET_FIELDS = frozenset({"es_api_key", "es_password", "openai_api_key"})
 STORES = ("local", "elastic")
+FUSION_METHODS = ("adaptive", "rrf", "minmax", "bm25", "dense")
 
 
 class SettingsError(ValueError):
@@ -60,6 +61,8 @@ class Settings:
     # Models
     embed_model: str = "use-multilingual"
     embed_batch_size: int = 64
+    heading_weight: float = 0.5  # passage vector = blend with its heading's vector (embed.passage_vectors)
+    embed_passage_chars: int = 240  # characters of a passage's text that go into its vector (0 = all)
     device: str = "auto"
     rerank_model: str = "none"
     generator: str = "auto"
@@ -71,6 +74,9 @@ class Settings:
     bm25_weight: float = 1.0
     dense_weight: float = 1.0
     per_page_max: int = 2
+    fusion: str = "adaptive"  # rrf | adaptive | minmax (search/fusion.py; adaptive measured best)
+    retrieve_depth: int = 50  # candidates each retriever hands to fusion
+    rerank_depth: int = 20  # fused candidates the reranker scores in mode "rerank"
     # Web
     host: str = "127.0.0.1"
     port: int = 8000
@@ -104,11 +110,13 @@ class Settings:
     def validate(self) -> None:
         if self.store not in STORES:
             raise SettingsError(f"CITED_STORE must be one of {', '.join(STORES)}, not {self.store!r}")
-        for name in ("es_shards", "embed_batch_size", "rrf_k", "per_page_max"):
+        for name in ("es_shards", "embed_batch_size", "rrf_k", "per_page_max", "retrieve_depth", "rerank_depth"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"CITED_{name.upper()} must be at least 1")
         if self.es_replicas < 0:
             raise SettingsError("CITED_ES_REPLICAS must not be negative")
+        if self.fusion not in FUSION_METHODS:
+            raise SettingsError(f"CITED_FUSION must be one of {', '.join(FUSION_METHODS)}, not {self.fusion!r}")
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (validated)."""
