@@ -164,7 +164,7 @@ class AnswerPipeline:
             timings[f"retrieve.{stage}"] = float(seconds)
 
         t = time.perf_counter()
-        hits = [h for h in result.hits if self._relevant(h)]
+        hits = self._relevant_hits(result.hits)
         evidence = select_evidence(hits, settings.evidence_tokens, settings.evidence_per_page)
         timings["evidence"] = time.perf_counter() - t
         sources = [self._source(item) for item in evidence]
@@ -226,12 +226,19 @@ class AnswerPipeline:
     def _mode(self) -> str:
         return "rerank" if self.settings.rerank_model not in ("", "none") else "hybrid"
 
-    def _relevant(self, hit: Hit) -> bool:
-        """Keep a hit unless only the dense retriever found it, with a low similarity."""
-        scores = hit.scores
-        if "rerank" in scores or "bm25" in scores or "dense" not in scores:
-            return True
-        return scores["dense"] >= self.settings.min_relevance
+    def _relevant_hits(self, hits: Sequence[Hit]) -> list[Hit]:
+        """The hits worth citing. BM25 matches stop words ("ich", "the"), so dense similarity
+        decides: when the best dense score is below ``min_relevance`` nothing is relevant,
+        and hits with a dense score below it are dropped. A reranker's verdict is kept."""
+        if any("rerank" in h.scores for h in hits):
+            return list(hits)
+        dense = [h.scores["dense"] for h in hits if "dense" in h.scores]
+        if not dense:
+            return list(hits)
+        floor = self.settings.min_relevance
+        if max(dense) < floor:
+            return []
+        return [h for h in hits if h.scores.get("dense", floor) >= floor]
 
     @staticmethod
     def _source(item: EvidenceItem) -> Source:

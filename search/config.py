@@ -77,7 +77,7 @@ class Settings:
     answer_k: int = 8  # hits retrieved for evidence
     evidence_tokens: int = 450  # prompt budget for the numbered sources
     evidence_per_page: int = 2
-    min_relevance: float = 0.15  # dense similarity below which a dense-only hit is not evidence
+    min_relevance: float = 0.25  # dense similarity below which a hit is not evidence
     support_threshold: float = 0.45  # embedding similarity at which a citation counts as supported
     citation_judge: str = "none"  # "none" or "generator": an LLM judge double-checks support
     related_questions: bool = True

