@@ -247,3 +247,51 @@ def test_openai_backend_against_a_live_llama_cpp_server(llama_server):
     assert len(pieces) >= 2, pieces  # really streamed, not one blob
     assert "".join(pieces).strip()
     assert stream.finish_reason in ("stop", "length")
+
+
+# ------------------------------------------------------------------ transformers
+@pytest.fixture(scope="module")
+def tiny_causal_lm(tmp_path_factory) -> str:
+    """A tiny randomly initialised Qwen2 causal LM with a word-level tokenizer, saved to disk.
+
+    Why: no model hub is reachable here and the packaged model is a GGUF; this exercises
+    the transformers backend's real loading, chat templating, threaded streaming and stop
+    logic (its words are noise, which the tests do not judge). People with a hub or a GPU
+    point CITED_GENERATOR_MODEL at a real model.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-lm")
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    words = "the package dpkg apt file search install debian answer question source system user".split()
+    tok.train_from_iterator([" ".join(words)] * 3, trainers.WordLevelTrainer(
+        special_tokens=["<unk>", "<pad>", "<|im_start|>", "<|im_end|>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>")
+    fast.chat_template = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+                          "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+    fast.save_pretrained(path)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_transformers_backend_streams_with_max_tokens(tiny_causal_lm):
+    gen = load_generator(answer_settings(generator="transformers", generator_model=tiny_causal_lm, device="cpu"))
+    assert gen.name == f"transformers:{tiny_causal_lm}" and gen.is_model
+    stream = gen.stream(SHORT, max_tokens=6)
+    pieces = list(stream)
+    assert 1 <= len(pieces) <= 6 and "".join(pieces).strip()
+    assert stream.finish_reason in ("length", "stop")
+
+
+def test_transformers_backend_needs_a_model():
+    with pytest.raises(GeneratorError, match="CITED_GENERATOR_MODEL"):
+        load_generator(answer_settings(generator="transformers"))
