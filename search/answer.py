@@ -215,7 +215,7 @@ class AnswerPipeline:
         yield "citations", payload
 
         t = time.perf_counter()
-        related = self.related(query, payload["text"], lang, evidence) if settings.related_questions else []
+        related = self.related(query, payload["text"], lang, evidence, hits) if settings.related_questions else []
         timings["related"] = time.perf_counter() - t
         yield "related", {"questions": related}
 
@@ -289,7 +289,8 @@ class AnswerPipeline:
         text = re.sub(r"^(standalone query|query)\s*:\s*", "", text, flags=re.I)
         return text if 3 <= len(text) <= 300 else fallback
 
-    def related(self, query: str, answer: str, lang: str, evidence: list[EvidenceItem]) -> list[str]:
+    def related(self, query: str, answer: str, lang: str, evidence: list[EvidenceItem],
+                hits: Sequence[Hit] = ()) -> list[str]:
         """Up to three follow-up questions in the asker's language."""
         generator = self._generator
         if generator is not None and generator.is_model and evidence:
@@ -300,11 +301,15 @@ class AnswerPipeline:
             questions = _questions_from(text, query, lang)
             if questions:
                 return questions[:3]
-        # No model: the headings of the evidence that are questions in the asker's language.
+        # No model: headings of the retrieved sections that are questions in the asker's
+        # language (FAQ-style pages title their sections with questions).
         out: list[str] = []
-        for item in evidence:
-            heading = re.sub(r"^[\d.]+\s*", "", item.passage.heading or "").strip()
-            if heading and heading.endswith(("?", "？")) and heading != query and heading not in out:
+        cited_headings = {item.passage.heading for item in evidence}
+        for passage in [h.passage for h in hits]:
+            if passage.heading in cited_headings:
+                continue
+            heading = re.sub(r"^[\d.]+\s*", "", passage.heading or "").strip()
+            if heading and heading.endswith(("?", "？")) and heading.casefold() != query.casefold() and heading not in out:
                 if detect_language(heading) == lang.split("-")[0]:
                     out.append(heading)
         return out[:3]

@@ -148,3 +148,25 @@ def test_checker_attaches_citations_when_the_model_wrote_none(embedder):
     assert result.inferred and [c.n for c in result.citations] == [1]
     assert result.citations[0].supported
     assert attach_inferred_markers(parsed) == "APT downloads packages from the repositories in sources.list [1]."
+
+
+@pytest.mark.slow
+def test_llm_judge_has_the_last_word(embedder):
+    from answer_support import ScriptedChatServer
+    from search.generate import OpenAIGenerator
+
+    server = ScriptedChatServer()
+    try:
+        a = _passage(1, "http://h/a", "APT fetches packages from repositories listed in sources.list.")
+        ev = [EvidenceItem(1, a, a.text)]
+        parsed = parse_citations("APT downloads packages from the repositories in sources.list [1].", 1)
+        judge = OpenAIGenerator(server.base_url, "judge", timeout=5)
+        server.reply("No.")
+        assert not CitationChecker(embedder, judge=judge).verify(parsed, ev).citations[0].supported
+        server.reply("yes")
+        assert CitationChecker(embedder, judge=judge).verify(parsed, ev).citations[0].supported
+        assert "Claim: APT downloads" in server.requests[-1]["messages"][1]["content"]
+        server.reply("maybe")  # no verdict: the embedding check stands
+        assert CitationChecker(embedder, judge=judge).verify(parsed, ev).citations[0].supported
+    finally:
+        server.shutdown()
