@@ -186,6 +186,7 @@ class AnswerPipeline:
 
             t = time.perf_counter()
             pieces: list[str] = []
+            stream = None
             try:
                 stream = generator.stream(messages, max_tokens=settings.answer_max_tokens, evidence=evidence)
                 for delta in stream:
@@ -196,6 +197,10 @@ class AnswerPipeline:
             except GeneratorError as exc:
                 yield "error", {"code": "generator", "message": str(exc)}
                 return
+            finally:
+                # A consumer that stops early (a closed browser tab) must free the model now.
+                if stream is not None:
+                    stream.close()
             timings["generate"] = time.perf_counter() - t
             timings["tokens"] = float(stream.pieces)
             finish = stream.finish_reason or "stop"

@@ -196,6 +196,12 @@ def test_llama_cpp_streams_and_respects_max_tokens():
     endless = gen.stream([{"role": "user", "content": "Count from 1 to 500, comma separated."}], max_tokens=8)
     list(endless)
     assert endless.finish_reason == "length" and endless.pieces <= 8
+    # A consumer that stops early frees the model for the next request.
+    abandoned = gen.stream(SHORT, max_tokens=50)
+    next(abandoned)
+    abandoned.close()
+    assert gen.lock.acquire(timeout=5)
+    gen.lock.release()
 
 
 # ------------------------------------------------------------------ OpenAI backend against llama.cpp's server
