@@ -205,7 +205,7 @@ def test_missing_retriever_module_is_an_error_event(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("lang", list(QUESTIONS))
 def test_llama_answers_in_the_question_language_with_valid_citations(faq, lang):
-    pipeline = _pipeline(faq, llama_generator(), answer_max_tokens=90, evidence_tokens=350)
+    pipeline = _pipeline(faq, llama_generator(), answer_max_tokens=80, evidence_tokens=350)
     events, names, data = _events(pipeline, QUESTIONS[lang])
     assert "error" not in data, data.get("error")
     assert _order_ok(names), names
@@ -254,3 +254,11 @@ def test_llama_follow_up_is_rewritten_and_related_questions_are_in_japanese(faq)
     related = data["related"]["questions"]
     assert len(related) <= 3
     assert all(detect_language(q) == "ja" for q in related)
+
+
+@pytest.mark.slow
+def test_llama_answer_language_can_be_forced(faq):
+    pipeline = _pipeline(faq, llama_generator(), answer_max_tokens=60, evidence_tokens=300, answer_lang="de")
+    events, names, data = _events(pipeline, QUESTIONS["en"])
+    assert data["done"]["lang"] == "de"
+    _check_answer(faq, events, "de")
