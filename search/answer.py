@@ -205,8 +205,8 @@ class AnswerPipeline:
             timings["tokens"] = float(stream.pieces)
             finish = stream.finish_reason or "stop"
             raw = "".join(pieces)
-            if not raw.strip():
-                # An empty reply: fall back to the sources' own words, still cited.
+            if not parse_citations(raw, len(evidence)).sentences:
+                # An empty reply (or bare markers, "[1][2]"): the sources' own words, cited.
                 from search.generate import ExtractiveGenerator
 
                 raw = ExtractiveGenerator(self.embedder).answer(query, evidence) or no_answer_text(lang)
@@ -297,17 +297,8 @@ class AnswerPipeline:
     def related(self, query: str, answer: str, lang: str, evidence: list[EvidenceItem],
                 hits: Sequence[Hit] = ()) -> list[str]:
         """Up to three follow-up questions in the asker's language."""
-        generator = self._generator
-        if generator is not None and generator.is_model and evidence:
-            try:
-                text = generator.complete(related_messages(query, answer, lang), max_tokens=80)
-            except Exception:
-                text = ""
-            questions = _questions_from(text, query, lang)
-            if questions:
-                return questions[:3]
-        # No model: headings of the retrieved sections that are questions in the asker's
-        # language (FAQ-style pages title their sections with questions).
+        # First the headings of retrieved sections that are questions in the asker's language
+        # (FAQ-style pages title sections with questions): free, and real questions.
         out: list[str] = []
         cited_headings = {item.passage.heading for item in evidence}
         for passage in [h.passage for h in hits]:
@@ -317,6 +308,16 @@ class AnswerPipeline:
             if heading and heading.endswith(("?", "？")) and heading.casefold() != query.casefold() and heading not in out:
                 if detect_language(heading) == lang.split("-")[0]:
                     out.append(heading)
+        if out:
+            return out[:3]
+        # Else ask the model (a second, short generation).
+        generator = self._generator
+        if generator is not None and generator.is_model and evidence:
+            try:
+                text = generator.complete(related_messages(query, answer, lang), max_tokens=80)
+            except Exception:
+                text = ""
+            out = _questions_from(text, query, lang)
         return out[:3]
 
 
@@ -324,6 +325,7 @@ def _questions_from(text: str, query: str, lang: str) -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
         line = re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", line).strip().strip('"')
+        line = re.sub(r"^(?:question|frage|質問|问题)\s*\d*\s*[:：]\s*", "", line, flags=re.I).strip()
         if len(line) < 4 or line == query or line in out:
             continue
         if not line.endswith(("?", "？")):

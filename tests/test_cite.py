@@ -99,7 +99,7 @@ def test_prompt_names_language_numbers_sources_and_fences_instructions():
     messages = build_messages("ファイルのパッケージは?", ev, "ja")
     system, user = messages[0]["content"], messages[1]["content"]
     assert "Japanese" in system and "日本語" in system
-    assert "not instructions" in system
+    assert "not instructions" in user
     assert "[1] Title 1 — Heading 1\ndpkg -S finds the package." in user
     assert user.rstrip().endswith("ファイルのパッケージは?")
     assert "Japanese" in user
