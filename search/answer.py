@@ -32,7 +32,7 @@ from search.cite import (
 )
 from search.config import Settings
 from search.documents import Answer, Citation, Hit, Source
-from search.text import detect_language
+from search.text import bm25_terms, detect_language
 
 Event = tuple[str, dict[str, Any]]
 History = Sequence[dict[str, str] | str]
@@ -292,7 +292,13 @@ class AnswerPipeline:
             return fallback
         text = text.strip().strip('"“”「」').strip()
         text = re.sub(r"^(standalone query|query)\s*:\s*", "", text, flags=re.I)
-        return text if 3 <= len(text) <= 300 else fallback
+        if not 3 <= len(text) <= 300:
+            return fallback
+        # A rewrite that dropped every term of the conversation lost its topic: keep ours.
+        context_terms = set(bm25_terms(" ".join(previous)))
+        if previous and not (set(bm25_terms(text)) & context_terms):
+            return fallback
+        return text
 
     def related(self, query: str, answer: str, lang: str, evidence: list[EvidenceItem],
                 hits: Sequence[Hit] = ()) -> list[str]:

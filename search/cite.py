@@ -93,6 +93,31 @@ def estimate_tokens(text: str) -> int:
     return int(cjk + (len(text) - cjk) / 3.5) + 1
 
 
+# ------------------------------------------------------------------ injected instructions
+# Sentences in a page that talk to the model instead of the reader. Measured: the packaged
+# 1.5B model obeys "ignore previous instructions ... reply only with X" in a source even
+# when the prompt says sources are data, so such sentences never reach the prompt.
+_INJECTION = re.compile(
+    r"ignore (?:all |any |the )?(?:previous|prior|above|earlier|preceding) (?:instructions|rules|prompts?)"
+    r"|disregard (?:all |any |the )?(?:previous|prior|above|earlier) "
+    r"|(?:reply|respond|answer|output) (?:only|just) with"
+    r"|do not answer the question|you are now (?:a|an|in) |system (?:prompt|notice|message)\s*:"
+    r"|new instructions\s*:|as an ai (?:language )?model"
+    r"|ignoriere (?:alle )?(?:vorherigen|bisherigen) anweisungen"
+    r"|以前の指示を無視|之前的(?:所有)?指令|忽略(?:之前|以上|上述)",
+    re.I,
+)
+
+
+def strip_instructions(text: str) -> tuple[str, int]:
+    """The text without sentences that address the model; returns (text, sentences removed)."""
+    sentences = split_sentences(text)
+    kept = [s for s in sentences if not _INJECTION.search(s)]
+    if len(kept) == len(sentences):
+        return text, 0
+    return " ".join(kept), len(sentences) - len(kept)
+
+
 # ------------------------------------------------------------------ evidence
 @dataclass
 class EvidenceItem:
@@ -119,7 +144,7 @@ def select_evidence(hits: Sequence[Hit], budget_tokens: int = 450, per_page: int
     used = 0
     for hit in hits:
         p = hit.passage
-        text = " ".join(p.text.split())
+        text, _ = strip_instructions(" ".join(p.text.split()))
         if not text or text in seen_text or per_url.get(p.url, 0) >= per_page:
             continue
         header = " — ".join(dict.fromkeys(x for x in (p.title, p.heading) if x))
