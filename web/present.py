@@ -1,0 +1,125 @@
+"""Turning engine objects into what the API returns and the page shows.
+
+Why separate from the routes: the JSON shapes are contracts (the API, `cited ask --json`,
+the SSE events), and the highlighting is where untrusted page text meets markup, so both
+deserve to be small, testable functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from datetime import date, datetime
+from typing import Any, Iterable
+
+from search.documents import Answer, Hit
+from search.text import bm25_terms
+
+SNIPPET_CHARS = 320
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of dataclasses, dates and numpy scalars."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return value.item()
+    return value
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """One search hit: the passage (without its vector), where it links, and its scores."""
+    p = hit.passage
+    return {
+        "id": p.id,
+        "url": p.url,
+        "anchor": p.anchor,
+        "link": p.link,
+        "title": p.title,
+        "heading": p.heading,
+        "site": p.site,
+        "lang": p.lang,
+        "text": p.text,
+        "position": p.position,
+        "published": p.published.isoformat() if p.published else None,
+        "score": float(hit.score),
+        "scores": {k: float(v) for k, v in hit.scores.items()},
+    }
+
+
+def answer_json(answer: Answer, request_id: str | None = None) -> dict[str, Any]:
+    """The same fields as `cited ask --json`: answer, lang, sources, citations, timings."""
+    data: dict[str, Any] = {}
+    if request_id is not None:
+        data["id"] = request_id
+    data.update(
+        {
+            "query": answer.query,
+            "answer": answer.text,
+            "lang": answer.lang,
+            "sources": [_plain(s) for s in answer.sources],
+            "citations": [_plain(c) for c in answer.citations],
+            "related": list(answer.related),
+            "timings": {k: float(v) for k, v in answer.timings.items()},
+            "models": dict(answer.models),
+        }
+    )
+    return data
+
+
+def sse_event(name: str, data: Any) -> str:
+    """One Server-Sent Event; JSON never contains a raw newline, so one data line suffices."""
+    return f"event: {name}\ndata: {json.dumps(_plain(data), ensure_ascii=False)}\n\n"
+
+
+def query_terms(query: str) -> list[str]:
+    """The terms to highlight: the query's BM25 terms (words, CJK bigrams), longest first."""
+    terms = {t for t in bm25_terms(query) if len(t) >= 2 or not t.isascii()}
+    return sorted(terms, key=lambda t: (-len(t), t))
+
+
+def snippet(text: str, terms: Iterable[str], limit: int = SNIPPET_CHARS) -> str:
+    """A window of ``text`` around the first query term, cut at word boundaries."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    lowered = text.casefold()
+    first = min((i for i in (lowered.find(t) for t in terms) if i >= 0), default=0)
+    start = max(0, first - limit // 4)
+    if start:
+        space = text.find(" ", start)
+        start = space + 1 if 0 <= space < first else start
+    end = min(len(text), start + limit)
+    if end < len(text):
+        space = text.rfind(" ", start, end)
+        end = space if space > start + limit // 2 else end
+    return ("… " if start else "") + text[start:end] + (" …" if end < len(text) else "")
+
+
+def highlight(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
+    """Split ``text`` into (segment, is_match) pairs; the template escapes each segment.
+
+    Why segments and not HTML: the text comes from crawled pages, so it is never turned
+    into markup here; the template wraps matches in <mark> and autoescapes everything.
+    """
+    terms = [t for t in terms if t]
+    if not terms or not text:
+        return [(text, False)] if text else []
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
+    out: list[tuple[str, bool]] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], False))
+        out.append((m.group(), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
