@@ -88,10 +88,11 @@ def create_app(settings: Settings | None = None, retriever: Any = None, pipeline
 
     @app.get("/search")
     def search_page() -> Response | str:
-        q = " ".join(request.args.get("q", "").split())
+        raw = request.args.get("q", "")
+        q = " ".join(raw.split())
         if not q:
             return render_template("index.html", q="")
-        if len(q) > MAX_QUERY_CHARS:
+        if len(raw) > MAX_QUERY_CHARS:
             return Response(render_template("search.html", q=q[:MAX_QUERY_CHARS], hits=[], error=f"The question is longer than {MAX_QUERY_CHARS} characters."), 400)
         terms = query_terms(q)
         try:
@@ -134,12 +135,12 @@ def create_app(settings: Settings | None = None, retriever: Any = None, pipeline
         if not isinstance(body, dict):
             raise ApiError(400, "the body must be a JSON object like {\"q\": \"your question\"}")
         q = _query(body.get("q"))
-        history = _history(body.get("history"))
+        history = _history(body["history"]) if "history" in body else []
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise ApiError(400, "stream must be true or false")
         request_id = body.get("id")
-        if request_id is not None and not isinstance(request_id, str):
+        if "id" in body and not isinstance(request_id, str):
             raise ApiError(400, "id must be a string")
         pipeline = engine.pipeline()
         if not stream:
@@ -168,10 +169,10 @@ def _query(value: Any) -> str:
         raise ApiError(400, "q is required: the question or search terms")
     if not isinstance(value, str):
         raise ApiError(400, "q must be a string")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ApiError(400, f"q is longer than {MAX_QUERY_CHARS} characters")
     q = " ".join(value.split())
     if not q:
-        raise ApiError(400, "q is empty: type a question or some search terms")
-    if len(q) > MAX_QUERY_CHARS:
         raise ApiError(400, f"q is longer than {MAX_QUERY_CHARS} characters")
     return q
 
@@ -200,8 +201,6 @@ def _list_param(name: str, pattern: re.Pattern[str]) -> list[str]:
 
 def _history(value: Any) -> list[dict[str, str]]:
     """Earlier turns, oldest first, as [{"q", "answer"}] (validated, never trusted)."""
-    if value is None:
-        return []
     if not isinstance(value, list):
         raise ApiError(400, "history must be a list of {\"q\", \"answer\"} objects")
     if len(value) > MAX_HISTORY_TURNS:

@@ -127,6 +127,15 @@ SCHEMAS: dict[str, Any] = {
             "models": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     },
+    "StreamEvent": {
+        "type": "object",
+        "description": "one Server-Sent Event; data is one line of JSON (shapes in the operation's description)",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"type": "string", "enum": ["sources", "token", "citations", "related", "done", "error"]},
+            "data": {"type": "string"},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "store", "models", "versions"],
@@ -173,7 +182,13 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "summary": "Results page: sources server-rendered, the answer streamed in by script",
                     "operationId": "searchPage",
                     "parameters": [
-                        {"name": "q", "in": "query", "required": False, "schema": {"type": "string"}},
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "required": False,
+                            "description": "without q, the empty search page",
+                            "schema": {"type": "string", "maxLength": MAX_QUERY_CHARS, "pattern": r"^\s*$|\S"},
+                        },
                     ],
                     "responses": {
                         "200": _html("results page (or the empty state without q)"),
@@ -234,7 +249,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                             "description": "the answer (JSON), or its event stream when stream is true",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Answer"}},
-                                "text/event-stream": {"schema": {"type": "string"}},
+                                "text/event-stream": {"schema": {"$ref": "#/components/schemas/StreamEvent"}},
                             },
                         },
                         "400": _error("bad parameters or an unusable query"),
