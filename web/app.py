@@ -173,7 +173,7 @@ def _query(value: Any) -> str:
         raise ApiError(400, f"q is longer than {MAX_QUERY_CHARS} characters")
     q = " ".join(value.split())
     if not q:
-        raise ApiError(400, f"q is longer than {MAX_QUERY_CHARS} characters")
+        raise ApiError(400, "q is empty: type a question or some search terms")
     return q
 
 
