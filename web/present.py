@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any, Iterable
 
 from search.documents import Answer, Hit
-from search.text import bm25_terms
+from search.text import bm25_terms, has_cjk
 
 SNIPPET_CHARS = 320
 
@@ -79,10 +79,28 @@ def sse_event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(_plain(data), ensure_ascii=False)}\n\n"
 
 
+# Question words that would light up every snippet; highlighting is for the topic words.
+STOP_WORDS = frozenset(
+    "what how which who whom why when where with without the and for does did can could "
+    "should would that this these those are was were from into about have has had not "
+    "you your there their its any all some use used using".split()
+)
+
+
 def query_terms(query: str) -> list[str]:
-    """The terms to highlight: the query's BM25 terms (words, CJK bigrams), longest first."""
-    terms = {t for t in bm25_terms(query) if len(t) >= 2 or not t.isascii()}
+    """The terms to highlight: the query's BM25 terms (words, CJK bigrams) without stop
+    words and one- or two-letter words, longest first."""
+    terms = {t for t in bm25_terms(query) if has_cjk(t) or (len(t) >= 3 and t not in STOP_WORDS)}
     return sorted(terms, key=lambda t: (-len(t), t))
+
+
+def _term_pattern(term: str) -> str:
+    """CJK terms match anywhere; other terms only at the start of a word ("package"
+    matches "packages", "apt" does not match "adapt"), short ones only as whole words."""
+    escaped = re.escape(term)
+    if has_cjk(term):
+        return escaped
+    return rf"(?<!\w){escaped}" + (r"(?!\w)" if len(term) <= 3 else "")
 
 
 def snippet(text: str, terms: Iterable[str], limit: int = SNIPPET_CHARS) -> str:
@@ -112,7 +130,7 @@ def highlight(text: str, terms: Iterable[str]) -> list[tuple[str, bool]]:
     terms = [t for t in terms if t]
     if not terms or not text:
         return [(text, False)] if text else []
-    pattern = re.compile("|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
+    pattern = re.compile("|".join(_term_pattern(t) for t in sorted(terms, key=len, reverse=True)), re.IGNORECASE)
     out: list[tuple[str, bool]] = []
     pos = 0
     for m in pattern.finditer(text):

@@ -19,23 +19,36 @@
     return node;
   }
 
-  // Query terms to highlight: words, and bigrams of CJK runs (as the index sees them).
+  // Same list as web/present.py: question words would light up every snippet.
+  const STOP = new Set(("what how which who whom why when where with without the and for does did can could " +
+    "should would that this these those are was were from into about have has had not " +
+    "you your there their its any all some use used using").split(" "));
+
+  // Query terms to highlight: topic words, and bigrams of CJK runs (as the index sees them).
   function queryTerms(query) {
     const terms = new Set();
     const lower = query.normalize("NFKC").toLowerCase();
+    const addWord = (w) => { if (w.length >= 3 && !STOP.has(w)) terms.add(w); };
     for (const word of lower.match(/[\p{L}\p{N}_]+/gu) || []) {
       const runs = word.match(CJK);
       if (!runs) {
-        if (word.length >= 2) terms.add(word);
+        addWord(word);
         continue;
       }
       for (const run of runs) {
         if (run.length < 2) terms.add(run);
         for (let i = 0; i + 1 < run.length; i++) terms.add(run.slice(i, i + 2));
       }
-      for (const rest of word.split(CJK)) if (rest.length >= 2) terms.add(rest);
+      for (const rest of word.split(CJK)) addWord(rest);
     }
     return [...terms].sort((a, b) => b.length - a.length);
+  }
+
+  // CJK terms match anywhere; others at a word start, short ones as whole words.
+  function termPattern(term) {
+    const escaped = escapeRegExp(term);
+    if (CJK.test(term)) { CJK.lastIndex = 0; return escaped; }
+    return "(?<![\\p{L}\\p{N}_])" + escaped + (term.length <= 3 ? "(?![\\p{L}\\p{N}_])" : "");
   }
 
   function escapeRegExp(s) {
@@ -48,7 +61,7 @@
       node.appendChild(document.createTextNode(text));
       return;
     }
-    const re = new RegExp(terms.map(escapeRegExp).join("|"), "giu");
+    const re = new RegExp(terms.map(termPattern).join("|"), "giu");
     let pos = 0;
     for (const m of text.matchAll(re)) {
       if (m.index > pos) node.appendChild(document.createTextNode(text.slice(pos, m.index)));
