@@ -136,6 +136,8 @@ def test_answer_json_has_the_ask_fields(client):
         assert {"n", "url", "title"} <= set(s) and "#" in s["url"]
     for c in body["citations"]:
         assert {"n", "sentence", "supported"} <= set(c) and c["n"] in numbers
+        assert ":~:text=" in c["fragment_url"]
+    assert body["supported_share"] == 1.0 and body["models"]["generator"] == "tiny-extractive"
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
     assert cited and cited <= numbers
 
@@ -155,10 +157,13 @@ def test_answer_stream_sends_the_events_in_order(client):
     assert events[0][1]["sources"][0]["url"].startswith(BASE)
 
 
-def test_follow_up_uses_the_history(client):
-    r = client.post("/api/answer", json={"q": "and aptitude?", "history": [{"q": "What is dpkg?", "answer": "A tool [1]."}]})
+def test_follow_up_reaches_the_pipeline_as_chat_turns(client):
+    history = [{"q": "What is dpkg?", "answer": "A tool [1]."}]
+    r = client.post("/api/answer", json={"q": "and aptitude?", "history": history, "stream": True})
     assert r.status_code == 200
-    assert r.get_json()["sources"]
+    sources = parse_sse(r.data)[0][1]
+    assert sources["query"] == "What is dpkg? and aptitude?"  # the tiny pipeline's rewrite
+    assert sources["sources"]
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
+from urllib.parse import quote as quote_url
 
 import lxml.html
 
@@ -160,37 +161,39 @@ class TinyPipeline:
 
     def stream(self, query: str, history: list[dict] | None = None) -> Iterator[tuple[str, dict]]:
         started = time.perf_counter()
-        standalone = f"{history[-1]['q']} {query}" if history else query
+        asked = [t["content"] for t in history or [] if t.get("role") == "user"]
+        standalone = f"{asked[-1]} {query}" if asked else query
         result = self.retriever.search(standalone, k=4)
         hits = result.hits
         sources = [
             Source(n=i, url=h.passage.link, title=h.passage.title, passage_id=h.passage.id, lang=h.passage.lang, snippet=h.passage.text[:200])
             for i, h in enumerate(hits, start=1)
         ]
-        yield "sources", {"sources": [s.__dict__ for s in sources]}
-        citations = []
+        yield "sources", {"sources": [s.__dict__ for s in sources], "lang": result.lang, "query": standalone}
+        citations, text = [], ""
         for source, hit in list(zip(sources, hits))[:2]:
             sentence = _first_sentence(hit.passage.text)
             for word in re.findall(r"\S+\s*", sentence + f" [{source.n}] "):
+                text += word
                 yield "token", {"text": word}
                 time.sleep(self.token_delay)
-            citations.append(Citation(n=source.n, sentence=sentence, supported=True, url=source.url, quote=sentence[:80]).__dict__)
-        yield "citations", {"citations": citations}
+            quote = " ".join(sentence.split()[:8])
+            citation = Citation(n=source.n, sentence=sentence, supported=True, url=source.url, quote=quote).__dict__
+            citations.append(dict(citation, fragment_url=f"{source.url}:~:text={quote_url(quote, safe='')}"))
+        yield "citations", {"text": text.strip(), "citations": citations, "supported_share": 1.0 if citations else 0.0}
         yield "related", {"questions": [h.passage.heading for h in hits[2:4]]}
-        yield "done", {"timings": {"total": time.perf_counter() - started}}
+        yield "done", {"timings": {"total": time.perf_counter() - started}, "models": {"generator": self.name}, "lang": result.lang}
 
     def answer(self, query: str, history: list[dict] | None = None) -> Answer:
         answer = Answer(query=query, lang=detect_language(query), text="")
         for event, data in self.stream(query, history):
             if event == "sources":
                 answer.sources = [Source(**s) for s in data["sources"]]
-            elif event == "token":
-                answer.text += data["text"]
             elif event == "citations":
-                answer.citations = [Citation(**c) for c in data["citations"]]
+                answer.text = data["text"]
+                answer.citations = [Citation(**{k: v for k, v in c.items() if k != "fragment_url"}) for c in data["citations"]]
             elif event == "related":
                 answer.related = data["questions"]
             elif event == "done":
                 answer.timings = data["timings"]
-        answer.text = answer.text.strip()
         return answer

@@ -29,17 +29,17 @@ from web.guards import (
     parse_origins,
     retry_after_header,
 )
-from web.openapi import MAX_HISTORY_TURNS, MAX_K, MAX_QUERY_CHARS, MODES, openapi_document
-from web.present import answer_json, highlight, hit_json, query_terms, snippet, sse_event
+from web.openapi import LANG_PATTERN, MAX_HISTORY_TURNS, MAX_K, MAX_QUERY_CHARS, MODES, SITE_PATTERN, openapi_document
+from web.present import answer_record, highlight, hit_json, query_terms, snippet, sse_event
 
 log = logging.getLogger("cited.web")
 
 RATE_LIMITED_ENDPOINTS = frozenset({"api_search", "api_answer", "search_page"})
 PAGE_SOURCES = 8
-_LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})?$", re.IGNORECASE)
-_SITE = re.compile(r"^[a-z0-9.\-]+$", re.IGNORECASE)
+_LANG = re.compile(LANG_PATTERN)
+_SITE = re.compile(SITE_PATTERN)
 # Pipeline error codes that mean "the client's input", everything else is the service's.
-_CLIENT_ERROR_CODES = frozenset({"bad_query", "bad_request", "empty_query", "query_error"})
+_CLIENT_ERROR_CODES = frozenset({"bad_query", "bad_request", "empty_query", "query_error", "bad_input"})
 
 
 def create_app(settings: Settings | None = None, retriever: Any = None, pipeline: Any = None) -> Flask:
@@ -143,11 +143,17 @@ def create_app(settings: Settings | None = None, retriever: Any = None, pipeline
         if "id" in body and not isinstance(request_id, str):
             raise ApiError(400, "id must be a string")
         pipeline = engine.pipeline()
-        if not stream:
-            with engine_errors():
-                answer = pipeline.answer(q, history=history)
-            return jsonify(answer_json(answer, request_id))
-        return _event_stream(pipeline, q, history)
+        first, events = _start_answer(pipeline, q, history)
+        if stream:
+            return _event_stream(first, events)
+        with engine_errors():
+            record = answer_record(_chain(first, events), q)
+        if "error" in record:
+            error = record["error"]
+            raise ApiError(_status_for(error["code"]), error["message"] or "the answer failed", error["code"])
+        if request_id is not None:
+            record = {"id": request_id, **record}
+        return jsonify(record)
 
     @app.get("/api/health")
     def api_health() -> Response:
@@ -191,12 +197,12 @@ def _int_param(name: str, default: int, low: int, high: int) -> int:
 
 
 def _list_param(name: str, pattern: re.Pattern[str]) -> list[str]:
+    """A comma-separated filter value (``lang=de,fr``), checked whole against the pattern
+    the OpenAPI document declares."""
     raw = request.args.get(name, "")
-    values = [v.strip() for v in raw.split(",") if v.strip()]
-    for v in values:
-        if not pattern.match(v):
-            raise ApiError(400, f"{name} has an invalid value {v[:40]!r}")
-    return values
+    if not pattern.fullmatch(raw):
+        raise ApiError(400, f"{name} must be comma-separated values such as {'de,fr' if name == 'lang' else 'www.debian.org'}, not {raw[:40]!r}")
+    return [v for v in raw.split(",") if v]
 
 
 def _history(value: Any) -> list[dict[str, str]]:
@@ -213,24 +219,50 @@ def _history(value: Any) -> list[dict[str, str]]:
     return turns
 
 
-def _event_stream(pipeline: Any, q: str, history: list[dict[str, str]]) -> Response:
-    """SSE response. The first event is pulled before answering, so a store that is down
-    or an unusable query still gets a proper status (503/400) instead of a 200 stream."""
+def _status_for(code: str) -> int:
+    """HTTP status for a pipeline error code: the client's input, a bug, or the service."""
+    if code in _CLIENT_ERROR_CODES:
+        return 400
+    if code in ("internal", "internal_error"):
+        return 500
+    return 503
+
+
+def _chat_turns(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """API turns ({"q", "answer"}) as the chat turns the pipeline reads."""
+    turns = []
+    for turn in history:
+        turns.append({"role": "user", "content": turn["q"]})
+        if turn["answer"]:
+            turns.append({"role": "assistant", "content": turn["answer"]})
+    return turns
+
+
+def _start_answer(pipeline: Any, q: str, history: list[dict[str, str]]) -> tuple[tuple[str, dict], Iterator]:
+    """Start the pipeline and pull its first event before any response is sent, so a store
+    that is down or an unusable query gets a proper status (503/400), not a 200 stream."""
     with engine_errors():
-        events = iter(pipeline.stream(q, history=history))
-        first = next(events, ("error", {"code": "internal_error", "message": "the pipeline produced no events"}))
+        events = iter(pipeline.stream(q, history=_chat_turns(history)))
+        first = next(events, ("error", {"code": "internal", "message": "the pipeline produced no events"}))
     name, data = first
     if name == "error":
         code = str(data.get("code", "error"))
-        status = 400 if code in _CLIENT_ERROR_CODES else 503
-        raise ApiError(status, str(data.get("message", "the answer failed")), code)
+        raise ApiError(_status_for(code), str(data.get("message") or "the answer failed"), code)
+    return first, events
+
+
+def _chain(first: tuple[str, dict], events: Iterator) -> Iterator[tuple[str, dict]]:
+    yield first
+    yield from events
+
+
+def _event_stream(first: tuple[str, dict], events: Iterator) -> Response:
+    """The answer as Server-Sent Events; failures after the first event are reported
+    in-band as an ``error`` event (the status line has already gone out)."""
 
     def generate() -> Iterator[str]:
-        yield sse_event(name, data)
-        if name == "done":
-            return
         try:
-            for event, payload in events:
+            for event, payload in _chain(first, events):
                 yield sse_event(event, payload)
                 if event in ("done", "error"):
                     return
@@ -239,7 +271,7 @@ def _event_stream(pipeline: Any, q: str, history: list[dict[str, str]]) -> Respo
             if close:
                 close()
             raise
-        except Exception as exc:  # the stream has started: report in-band
+        except Exception as exc:
             log.exception("answer stream failed")
             try:
                 with engine_errors():

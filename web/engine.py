@@ -49,6 +49,21 @@ def _version(package: str) -> str:
         return "unknown"
 
 
+def _loaded(obj: Any, name: str) -> Any:
+    """``obj.name`` if it is already loaded, else None, without triggering a lazy property
+    (health checks must never load a model)."""
+    if obj is None:
+        return None
+    attrs = getattr(obj, "__dict__", {})
+    if ("_" + name) in attrs:
+        return attrs["_" + name]
+    if name in attrs:
+        return attrs[name]
+    if isinstance(getattr(type(obj), name, None), property):
+        return None
+    return getattr(obj, name, None)
+
+
 class Engine:
     """Lazily built, shared retriever and answer pipeline for one settings object."""
 
@@ -80,12 +95,19 @@ class Engine:
         return self._pipeline
 
     def load(self) -> None:
-        """Load everything now (what `cited serve` does before it listens)."""
-        self.pipeline()
+        """Load everything now (what `cited serve` does before it listens): the store and
+        embedder through the retriever, the reranker when one is configured, the generator.
+        The pinned classes load these lazily, on first attribute access."""
+        retriever, pipeline = self.retriever(), self.pipeline()
+        with engine_errors():
+            getattr(retriever, "store", None)
+            if self.settings.rerank_model not in ("", "none"):
+                getattr(retriever, "reranker", None)
+            getattr(pipeline, "generator", None)
 
     # ----------------------------------------------------------------- health
     def _store_for_health(self) -> Any:
-        store = getattr(self._retriever, "store", None) if self._retriever is not None else None
+        store = _loaded(self._retriever, "store")
         if store is not None:
             return store
         if self._store is None:
@@ -104,9 +126,9 @@ class Engine:
         except Exception as exc:  # any failure means "not reachable"; say why
             store["error"] = str(exc) or type(exc).__name__
         retriever, pipeline = self._retriever, self._pipeline
-        embedder = getattr(retriever, "embedder", None)
-        reranker = getattr(retriever, "reranker", None)
-        generator = getattr(pipeline, "generator", None)
+        embedder = _loaded(retriever, "embedder")
+        reranker = _loaded(retriever, "reranker")
+        generator = _loaded(pipeline, "generator")
         models = {
             "embedder": {"name": getattr(embedder, "name", self.settings.embed_model), "loaded": embedder is not None},
             "reranker": {"name": getattr(reranker, "name", self.settings.rerank_model), "loaded": reranker is not None},

@@ -12,6 +12,9 @@ MAX_QUERY_CHARS = 1000
 MAX_K = 50
 MAX_HISTORY_TURNS = 20
 MODES = ["bm25", "dense", "hybrid", "rerank"]
+# Filter values, comma-separated; empty means no filter. The app validates with these too.
+LANG_PATTERN = r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?(,[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?)*$"
+SITE_PATTERN = r"^$|^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$"
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -109,6 +112,7 @@ SCHEMAS: dict[str, Any] = {
             "supported": {"type": "boolean"},
             "url": {"type": "string"},
             "quote": {"type": "string", "description": "the supporting span, for a #:~:text= link"},
+            "fragment_url": {"type": "string", "description": "url#anchor:~:text=quote"},
             "score": {"type": "number"},
         },
     },
@@ -122,6 +126,7 @@ SCHEMAS: dict[str, Any] = {
             "lang": {"type": "string"},
             "sources": {"type": "array", "items": {"$ref": "#/components/schemas/Source"}},
             "citations": {"type": "array", "items": {"$ref": "#/components/schemas/Citation"}},
+            "supported_share": {"type": "number", "description": "share of answer sentences with a supporting citation"},
             "related": {"type": "array", "items": {"type": "string"}},
             "timings": _SCORES,
             "models": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -213,14 +218,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                         {
                             "name": "lang",
                             "in": "query",
-                            "description": "language codes, comma-separated",
-                            "schema": {"type": "string", "pattern": r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?(,[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?)*$"},
+                            "description": "language codes, comma-separated (empty: any)",
+                            "schema": {"type": "string", "pattern": LANG_PATTERN},
                         },
                         {
                             "name": "site",
                             "in": "query",
-                            "description": "host names, comma-separated",
-                            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9.\-]+(,[A-Za-z0-9.\-]+)*$"},
+                            "description": "host names, comma-separated (empty: any)",
+                            "schema": {"type": "string", "pattern": SITE_PATTERN},
                         },
                         {"name": "mode", "in": "query", "schema": {"type": "string", "enum": MODES, "default": "hybrid"}},
                     ],

@@ -13,7 +13,7 @@ import re
 from datetime import date, datetime
 from typing import Any, Iterable
 
-from search.documents import Answer, Hit
+from search.documents import Hit
 from search.text import bm25_terms, has_cjk
 
 SNIPPET_CHARS = 320
@@ -54,24 +54,44 @@ def hit_json(hit: Hit) -> dict[str, Any]:
     }
 
 
-def answer_json(answer: Answer, request_id: str | None = None) -> dict[str, Any]:
-    """The same fields as `cited ask --json`: answer, lang, sources, citations, timings."""
-    data: dict[str, Any] = {}
-    if request_id is not None:
-        data["id"] = request_id
-    data.update(
-        {
-            "query": answer.query,
-            "answer": answer.text,
-            "lang": answer.lang,
-            "sources": [_plain(s) for s in answer.sources],
-            "citations": [_plain(c) for c in answer.citations],
-            "related": list(answer.related),
-            "timings": {k: float(v) for k, v in answer.timings.items()},
-            "models": dict(answer.models),
-        }
-    )
-    return data
+def answer_record(events: Iterable[tuple[str, dict[str, Any]]], query: str) -> dict[str, Any]:
+    """The answer as `cited ask --json` prints it, collected from the pipeline's events:
+    query, answer, lang, sources [{n, url, title, lang}], citations [{n, sentence,
+    supported, url, quote, fragment_url...}], related, timings, models; ``error`` when the
+    stream ended with one. The verified text of the ``citations`` event wins over the raw
+    tokens (it drops citations to sources that do not exist)."""
+    record: dict[str, Any] = {
+        "query": query, "answer": "", "lang": "", "sources": [], "citations": [],
+        "related": [], "timings": {}, "models": {},
+    }
+    raw = ""
+    for event, data in events:
+        if event == "sources":
+            record["lang"] = data.get("lang", "") or record["lang"]
+            record["sources"] = [
+                {"n": s["n"], "url": s["url"], "title": s.get("title", ""), "lang": s.get("lang", "")}
+                for s in data.get("sources", [])
+            ]
+        elif event == "token":
+            raw += str(data.get("text", ""))
+        elif event == "citations":
+            if isinstance(data.get("text"), str):
+                record["answer"] = data["text"]
+            record["citations"] = [_plain(c) for c in data.get("citations", [])]
+            if "supported_share" in data:
+                record["supported_share"] = data["supported_share"]
+        elif event == "related":
+            record["related"] = list(data.get("questions", []))
+        elif event == "done":
+            record["timings"] = {k: float(v) for k, v in data.get("timings", {}).items()}
+            record["models"] = {k: str(v) for k, v in data.get("models", {}).items()}
+            record["lang"] = data.get("lang", "") or record["lang"]
+        elif event == "error":
+            record["error"] = {"code": str(data.get("code", "error")), "message": str(data.get("message", ""))}
+            break
+    if not record["answer"]:
+        record["answer"] = raw
+    return record
 
 
 def sse_event(name: str, data: Any) -> str:

@@ -111,6 +111,7 @@
       this.text = "";
       this.sources = new Map();
       this.quotes = new Map();
+      this.links = new Map();
       this.unsupported = new Set();
       this.status = section.querySelector(".status");
       this.answer = section.querySelector(".answer-text");
@@ -203,7 +204,7 @@
       sup.appendChild(document.createTextNode("["));
       const title = src.title || src.url;
       sup.appendChild(el("a", { class: "cite-card", href: "#" + this.id + "-src-" + n, "aria-label": "Source " + n + ": " + title }, n));
-      const out = fragmentLink(src.url, this.quotes.get(n));
+      const out = this.links.get(n) || fragmentLink(src.url, this.quotes.get(n));
       if (out) {
         sup.appendChild(el("a", {
           class: "cite-out", href: out, target: "_blank", rel: "noopener noreferrer",
@@ -215,9 +216,14 @@
       return sup;
     }
 
-    showCitations(citations) {
-      for (const c of citations || []) {
+    // The verified answer replaces the streamed one (citations to sources that do not
+    // exist are dropped there); each [n] then links to its quoted span.
+    showCitations(data) {
+      if (typeof data.text === "string" && data.text.trim()) this.text = data.text;
+      for (const c of data.citations || []) {
         const n = Number(c.n);
+        const fragment = c.fragment_url ? safeHref(c.fragment_url) : null;
+        if (fragment && !this.links.has(n)) this.links.set(n, fragment);
         if (c.quote && !this.quotes.has(n)) this.quotes.set(n, c.quote);
         if (c.supported === false) this.unsupported.add(n);
       }
@@ -331,7 +337,7 @@
           } else if (event === "token") {
             turn.addToken(String(data.text || ""));
           } else if (event === "citations") {
-            turn.showCitations(data.citations);
+            turn.showCitations(data);
           } else if (event === "related") {
             turn.showRelated(data.questions, (rq) => this.ask(rq, this.newTurn(rq)));
           } else if (event === "done") {
