@@ -70,9 +70,9 @@ def load_queries(path: Path, limit: int) -> list[str]:
     return queries[:limit] if limit else queries
 
 
-def client(url: str, queries: list[str], offset: int, k: int, stop_at: float, out: list, errors: list) -> None:
+def client(url: str, queries: list[str], offset: int, k: int, stop_at: float, timeout: float, out: list, errors: list) -> None:
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     i = offset
     while time.monotonic() < stop_at:
         q = queries[i % len(queries)]
@@ -91,7 +91,7 @@ def client(url: str, queries: list[str], offset: int, k: int, stop_at: float, ou
         except (OSError, http.client.HTTPException) as exc:
             errors.append(f"{type(exc).__name__}: {exc}")
             conn.close()
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     conn.close()
 
 
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
     parser.add_argument("--max-queries", type=int, default=0, help="use only the first N queries")
     parser.add_argument("--start-timeout", type=float, default=300.0)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds a client waits for one response")
     args = parser.parse_args()
 
     queries = load_queries(args.queries, args.max_queries)
@@ -125,10 +126,16 @@ def main() -> None:
             r.read()
         latencies: list[float] = []
         errors: list[str] = []
+        load_before = os.getloadavg()[0]
         stop_at = time.monotonic() + args.duration
         started = time.monotonic()
+        # Disjoint starting points: clients do not send the same query at the same time.
         workers = [
-            threading.Thread(target=client, args=(url, queries, i * 7, args.k, stop_at, latencies, errors), daemon=True)
+            threading.Thread(
+                target=client,
+                args=(url, queries, i * len(queries) // args.clients, args.k, stop_at, args.timeout, latencies, errors),
+                daemon=True,
+            )
             for i in range(args.clients)
         ]
         for w in workers:
@@ -158,6 +165,7 @@ def main() -> None:
                 "max_ms": ms(latencies[-1]) if latencies else None,
                 "server_threads": args.threads if proc is not None else None,
                 "cpus": os.cpu_count(),
+                "load_avg_1m_before": round(load_before, 1),
             }
         )
     )

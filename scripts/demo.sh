@@ -20,6 +20,8 @@ if [[ "${CITED_DEMO_SETUP:-1}" != "0" ]]; then
   VENV="$(scripts/venv.sh)"
   export PATH="$VENV/bin:$PATH"
 fi
+# This checkout's code, whichever `cited` is installed.
+cited() { python -m search.cli "$@"; }
 export CITED_STORE="${CITED_STORE:-local}"
 # The corpus is on loopback, which the crawler refuses unless told otherwise.
 export CITED_ALLOW_PRIVATE=1
@@ -64,7 +66,8 @@ if [[ "${CITED_DEMO_RECRAWL:-0}" != "1" && "$passages" -gt 0 && -f "$stamp" && "
   log "the store in $DATA_DIR already holds these seeds ($passages passages); skipping the crawl"
 else
   log "crawling ${#URLS[@]} seed URL(s) into $DATA_DIR"
-  cited crawl "${URLS[@]}" --scope prefix --max-pages "${CITED_DEMO_MAX_PAGES:-2000}" --json
+  # The corpus server is ours and on loopback: no politeness delay is needed.
+  cited crawl "${URLS[@]}" --scope prefix --rate "${CITED_DEMO_RATE:-0}" --max-pages "${CITED_DEMO_MAX_PAGES:-2000}" --json
   echo "${URLS[*]}" >"$stamp"
 fi
 

@@ -104,6 +104,10 @@ class Engine:
             if self.settings.rerank_model not in ("", "none"):
                 getattr(retriever, "reranker", None)
             getattr(pipeline, "generator", None)
+            # The first encode of a model is slow (lazy kernels, caches); pay it now.
+            embedder = _loaded(retriever, "embedder")
+            if embedder is not None and hasattr(embedder, "encode_queries"):
+                embedder.encode_queries(["warm-up"])
 
     # ----------------------------------------------------------------- health
     def _store_for_health(self) -> Any:
