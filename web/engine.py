@@ -37,6 +37,9 @@ def engine_errors() -> Iterator[None]:
         raise ApiError(503, f"the passage store cannot serve this: {exc}", "store_error") from exc
     except ValueError as exc:  # retrieve.QueryError is a ValueError with a clear message
         raise ApiError(400, str(exc) or "the query cannot be used", "bad_query") from exc
+    except OSError as exc:  # files or sockets under the engine failed: the service, not the client
+        log.exception("engine I/O failure")
+        raise ApiError(503, f"the engine cannot read its data: {exc}", "unavailable") from exc
     except (ImportError, ModuleNotFoundError) as exc:
         log.exception("engine part missing")
         raise ApiError(503, f"this build cannot answer yet: {exc}", "not_available") from exc
