@@ -34,7 +34,7 @@ CORPUS_PORT="${CITED_DEMO_CORPUS_PORT:-8765}"
 CORPUS="http://127.0.0.1:$CORPUS_PORT"
 
 corpus_pid=""
-cleanup() { [[ -n "$corpus_pid" ]] && kill "$corpus_pid" 2>/dev/null || true; }
+cleanup() { if [[ -n "$corpus_pid" ]]; then kill "$corpus_pid" 2>/dev/null || true; wait "$corpus_pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
