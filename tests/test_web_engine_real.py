@@ -48,7 +48,7 @@ def engine(tmp_path_factory):
     vectors = embedder.encode_passages([f"{p.title}\n{p.heading}\n{p.text}" for p in passages])
     for p, v in zip(passages, vectors):
         p.vector = v
-    store = LocalStore(tmp / "store.sqlite3")
+    store = LocalStore(settings.data_dir / "store.sqlite3")  # where connect_store(settings) looks
     store.open(embedder.name, embedder.dim)
     assert store.upsert(passages).ok
     retriever = retrieve.Retriever(settings, store=store, embedder=embedder)
@@ -106,6 +106,23 @@ def test_follow_up_history_reaches_the_pipeline(client):
     assert r.status_code == 200
     sources = parse_sse(r.data)[0][1]
     assert "dpkg" in sources["query"]  # rewritten with the earlier question (no model: joined)
+
+
+def test_serve_loads_the_engine_once_before_listening(engine):
+    """What `cited serve` does: build everything from the settings, load it, share it."""
+    settings, _, _ = engine
+    app = create_app(settings)
+    client = app.test_client()
+    before = client.get("/api/health").get_json()
+    assert before["store"]["reachable"] and before["store"]["passages"] > 20
+    assert before["models"]["retriever_loaded"] is False  # health never loads a model
+    app.extensions["cited.engine"].load()
+    after = client.get("/api/health").get_json()
+    assert after["models"]["embedder"] == {"name": "use-multilingual", "loaded": True}
+    assert after["models"]["generator"] == {"name": "extractive", "loaded": True}
+    retriever = app.extensions["cited.engine"].retriever()
+    assert client.get("/api/search?q=dpkg").status_code == 200
+    assert app.extensions["cited.engine"].retriever() is retriever
 
 
 def test_a_corrupt_store_is_503(tmp_path):

@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, retriever: Any = None, pipeline
     engine = Engine(settings, retriever=retriever, pipeline=pipeline)
     limiter = RateLimiter(settings.rate_limit)
     origins = parse_origins(settings.cors_origins)
+    # Like the answer pipeline: rerank when a reranker is configured.
+    default_mode = "rerank" if settings.rerank_model not in ("", "none") else "hybrid"
     app.extensions["cited.engine"] = engine
     app.extensions["cited.limiter"] = limiter
     install_error_handlers(app)
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None, retriever: Any = None, pipeline
     def api_search() -> Response:
         q = _query(request.args.get("q"))
         k = _int_param("k", 10, 1, MAX_K)
-        mode = request.args.get("mode", "hybrid")
+        mode = request.args.get("mode", default_mode)
         if mode not in MODES:
             raise ApiError(400, f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         filters = Filters(lang=_list_param("lang", _LANG) or None, site=_list_param("site", _SITE) or None)
