@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=8, help="server worker threads when started here")
+    parser.add_argument("--threads", type=int, default=16, help="server worker threads when started here")
     parser.add_argument("--queries", type=Path, default=DEFAULT_QUERIES)
     parser.add_argument("--max-queries", type=int, default=0, help="use only the first N queries")
     parser.add_argument("--start-timeout", type=float, default=300.0)

@@ -77,7 +77,7 @@ class Settings:
     rate_limit: int = 60  # requests per minute per client on the search/answer routes; 0 = off
     cors_origins: str = ""  # "" = CORS off; "*" or a comma-separated list of allowed origins
     max_request_bytes: int = 65536  # largest accepted request body (413 above it)
-    web_threads: int = 8  # WSGI worker threads (each open answer stream holds one)
+    web_threads: int = 16  # WSGI worker threads (each open answer stream holds one)
 
     # ------------------------------------------------------------------ loading
     @classmethod

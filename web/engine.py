@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from search.config import Settings
 from search.store.base import StoreError, StoreUnavailable
+from web.batching import BatchingEmbedder
 from web.errors import ApiError
 
 log = logging.getLogger("cited.web")
@@ -68,7 +69,9 @@ def _loaded(obj: Any, name: str) -> Any:
 
 
 class Engine:
-    """Lazily built, shared retriever and answer pipeline for one settings object."""
+    """Lazily built, shared retriever and answer pipeline for one settings object. The
+    retriever it builds embeds queries through a BatchingEmbedder, so concurrent requests
+    share model calls."""
 
     def __init__(self, settings: Settings, retriever: Any = None, pipeline: Any = None) -> None:
         self.settings = settings
@@ -82,9 +85,11 @@ class Engine:
         if self._retriever is None:
             with self._lock, engine_errors():
                 if self._retriever is None:
+                    from search.embed import load_embedder
                     from search.retrieve import Retriever
 
-                    self._retriever = Retriever(self.settings)
+                    embedder = BatchingEmbedder(load_embedder(self.settings))
+                    self._retriever = Retriever(self.settings, embedder=embedder)
         return self._retriever
 
     def pipeline(self) -> Any:

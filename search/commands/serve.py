@@ -19,7 +19,7 @@ from search.config import Settings
 @click.command()
 @click.option("--host", default=None, help="Address to listen on (CITED_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to listen on (CITED_PORT, default 8000).")
-@click.option("--threads", type=int, default=None, help="Worker threads (CITED_WEB_THREADS, default 8).")
+@click.option("--threads", type=int, default=None, help="Worker threads (CITED_WEB_THREADS, default 16).")
 @click.option("--lazy", is_flag=True, help="Load the models on the first request instead of at start.")
 def serve(host: str | None, port: int | None, threads: int | None, lazy: bool) -> None:
     """Serve the search page and the JSON API (see /openapi.json)."""
