@@ -42,20 +42,23 @@ PAGES = [
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, corpus_url: str) -> Iterator[str]:
+def _serve(tmp: Path, corpus_url: str, rate_limit: int):
     """The app on waitress in a thread, over real FAQ sections served by corpus_url."""
     import waitress
 
-    tmp: Path = tmp_path_factory.mktemp("browser")
     passages = corpus_passages(CORPUS_ROOT, corpus_url, PAGES) + [xss_passage(corpus_url)]
     retriever = TinyRetriever(tmp / "store.sqlite3", passages)
-    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp / "data"), "CITED_RATE_LIMIT": "0"})
+    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp / "data"), "CITED_RATE_LIMIT": str(rate_limit)})
     app = create_app(settings, retriever=retriever, pipeline=TinyPipeline(retriever, token_delay=0.04))
     wsgi = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=wsgi.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{wsgi.effective_port}"
+    threading.Thread(target=wsgi.run, daemon=True).start()
+    return wsgi, f"http://127.0.0.1:{wsgi.effective_port}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, corpus_url: str) -> Iterator[str]:
+    wsgi, url = _serve(tmp_path_factory.mktemp("browser"), corpus_url, rate_limit=0)
+    yield url
     wsgi.close()
 
 
@@ -177,3 +180,21 @@ def test_sources_show_without_javascript(server, browser):
     page.keyboard.press("Tab")  # keyboard users land on the skip link first
     assert page.evaluate("document.activeElement.className") == "skip"
     context.close()
+
+
+def test_errors_show_on_the_page(browser, corpus_url, tmp_path):
+    """The error state: with a limit of one request a minute, the results page itself is
+    the one request, so the answer request is refused (429) and the page says why."""
+    wsgi, url = _serve(tmp_path, corpus_url, rate_limit=1)
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url + "/search?q=What+is+dpkg%3F")
+        status = page.locator("#t1 .status.error")
+        status.wait_for(timeout=15000)
+        assert "too many requests" in status.inner_text()
+        assert status.get_attribute("role") == "alert"
+        assert page.locator("ol.source-list li.source").count() >= 1  # the sources still show
+        context.close()
+    finally:
+        wsgi.close()
