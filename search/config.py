@@ -95,6 +95,10 @@ class Settings:
     # Web
     host: str = "127.0.0.1"
     port: int = 8000
+    rate_limit: int = 60  # requests per minute per client on the search/answer routes; 0 = off
+    cors_origins: str = ""  # "" = CORS off; "*" or a comma-separated list of allowed origins
+    max_request_bytes: int = 65536  # largest accepted request body (413 above it)
+    web_threads: int = 16  # WSGI worker threads (each open answer stream holds one)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -139,6 +143,11 @@ class Settings:
             raise SettingsError(f"CITED_GENERATOR must be one of {', '.join(GENERATORS)}, not {self.generator!r}")
         if self.citation_judge not in ("none", "generator"):
             raise SettingsError(f"CITED_CITATION_JUDGE must be none or generator, not {self.citation_judge!r}")
+        if self.rate_limit < 0:
+            raise SettingsError("CITED_RATE_LIMIT must not be negative (0 turns the limit off)")
+        for name in ("max_request_bytes", "web_threads"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"CITED_{name.upper()} must be at least 1")
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (validated)."""
