@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from answer_support import ScriptedChatServer, TestRetriever, answer_settings, embedder, faq_index, llama_generator
+from tests.answer_support import ScriptedChatServer, TestRetriever, answer_settings, embedder, faq_index, llama_generator
 from search.answer import AnswerPipeline
 from search.cite import no_answer_text
 from search.generate import ExtractiveGenerator, OpenAIGenerator
