@@ -315,14 +315,14 @@ class Crawler:
                 if norm:
                     self._enqueue(norm, item.depth + 1)
         if ex.noindex:
-            return self._skip(record, "noindex")
+            return self._skip(record, "noindex", forget=old)
         if not page.text or not page.sections:
-            return self._skip(record, "no-text")
+            return self._skip(record, "no-text", forget=old)
         key = page.key_url
         owner = self.hash_owner.get(page.content_hash)
         if owner and owner != item.url:
             if _prefer(owner, item.url) == owner:
-                return self._skip(record, "duplicate")
+                return self._skip(record, "duplicate", forget=old)
             self._demote(owner, page.content_hash)  # this URL is the better name for that content
         elif key in self.key_owner and self.key_owner[key] != item.url:
             return self._skip(record, "alias")
@@ -336,7 +336,7 @@ class Crawler:
             return
         passages = split_page(page)
         if not passages:
-            return self._skip(record, "no-text")
+            return self._skip(record, "no-text", forget=old)
         self.hash_owner[page.content_hash] = item.url
         self.key_owner[key] = item.url
         self.url_key[item.url] = key
@@ -373,7 +373,13 @@ class Crawler:
     def _key_of_record(self, r: CrawlRecord) -> str:
         return self.url_key.get(r.url, r.url)
 
-    def _skip(self, record: CrawlRecord, reason: str) -> None:
+    def _skip(self, record: CrawlRecord, reason: str, forget: CrawlRecord | None = None) -> None:
+        """Record a skipped page; if an earlier crawl indexed it (``forget``), its passages
+        go, unless another page now owns the URL they are stored under."""
+        if _was_indexed(forget):
+            key = self._key_of_record(forget)
+            if self.key_owner.get(key, record.url) == record.url:
+                self._deletes.append(key)
         self.summary.skipped[reason] += 1
         record.status = f"skipped:{reason}"
         self._records.append(record)

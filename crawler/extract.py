@@ -33,6 +33,7 @@ SKIP_TAGS = {
     "select", "option", "input", "textarea", "nav", "math",
 }
 MAX_GAP = 2
+VOTERS = 5
 _WS = re.compile(r"\s+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
@@ -286,14 +287,17 @@ def _language(text: str, events: list[tuple], sections: list[Section]) -> str:
     """
     visible = [event_text(ev) for ev in events]
     if len(_key(text)) < 0.3 * sum(len(_key(v)) for v in visible):
-        parts = ["\n".join(visible[i : i + 20]) for i in range(0, len(visible), 20)]
+        parts = visible
     else:
         parts = [s.text for s in sections] or [text]
+    # at most VOTERS contiguous groups vote, so long pages cost a few detections, not dozens
+    size = -(-len(parts) // VOTERS)
     votes: dict[str, int] = {}
-    for part in parts:
-        if part.strip():
-            lang = detect_language(part[:1000])
-            votes[lang] = votes.get(lang, 0) + min(len(part), 1000)
+    for i in range(0, len(parts), size):
+        group = "\n".join(parts[i : i + size])
+        if group.strip():
+            lang = detect_language(group[:1000])
+            votes[lang] = votes.get(lang, 0) + len(group)
     return max(votes, key=votes.get) if votes else detect_language(text)
 
 

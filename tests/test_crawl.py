@@ -157,13 +157,17 @@ def test_recrawl_fetches_only_what_changed(tmp_path, settings, embedder):
         later = time.time() + 5
         os.utime(site / "p1.html", (later, later))
         (site / "p2.html").unlink()
+        (site / "p3.html").write_text("<html><head><title>Page 3</title><meta name='robots' content='noindex'>"
+                                      "</head><body><p>Now private: do not index this page.</p></body></html>")
+        os.utime(site / "p3.html", (later, later))
         third = crawl(seeds, s, embedder=embedder, rate=0, progress=False)
-        assert third.indexed == 1 and third.errors == {"http-404": 1}
+        assert third.indexed == 1 and third.errors == {"http-404": 1} and third.skipped["noindex"] == 1
         after = store_rows(s, embedder)
         texts = {u: t for u, _, _, t in after.values()}
         assert "security updates only" in texts[url + "/p1.html"]
         assert url + "/p2.html" not in texts  # a page that is gone loses its passages
-        unchanged = {k: v for k, v in before.items() if v[0] not in (url + "/p1.html", url + "/p2.html")}
+        assert url + "/p3.html" not in texts  # and so does one that asks not to be indexed
+        unchanged = {k: v for k, v in before.items() if v[0] not in (url + "/p1.html", url + "/p2.html", url + "/p3.html")}
         assert {k: after[k] for k in unchanged} == unchanged
     finally:
         server.shutdown()
