@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from urllib.parse import urljoin
@@ -33,6 +34,10 @@ SKIP_TAGS = {
     "select", "option", "input", "textarea", "nav", "math",
 }
 MAX_GAP = 2
+# trafilatura parses with one module-global lxml HTMLParser (trafilatura.utils.HTML_PARSER);
+# lxml parser objects are not thread-safe, and two crawl threads inside it at once crashed
+# the process (SIGABRT in libxml2). Our own parsing uses lxml's per-thread default parser.
+_TRAFILATURA_LOCK = threading.Lock()
 VOTERS = 5
 _WS = re.compile(r"\s+")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.I)
@@ -347,7 +352,8 @@ def extract(html: str, url: str, final_url: str | None = None) -> Extracted:
             links.append(urljoin(base, href))
 
     events = walk_blocks(tree.find("body") if tree.find("body") is not None else tree)
-    main_text = trafilatura.extract(tree, url=final_url, include_comments=False, include_tables=True) or ""
+    with _TRAFILATURA_LOCK:
+        main_text = trafilatura.extract(tree, url=final_url, include_comments=False, include_tables=True) or ""
     if main_text.strip():
         keep = _select_main(events, main_text)
         sections = build_sections(events, keep)
