@@ -36,7 +36,8 @@ from crawler.frontier import (
 )
 from search.config import Settings
 from search.documents import CrawlRecord, Passage
-from search.passages import embedding_text, split_page
+from search.embed import passage_vectors
+from search.passages import split_page
 
 log = logging.getLogger(__name__)
 RUN_PREFIX = "cited-run:"
@@ -413,7 +414,10 @@ class Crawler:
             return
         if self._pages:
             all_passages = [p for _, ps in self._pages for p in ps]
-            vectors = self.embedder.encode_passages([embedding_text(p) for p in all_passages])
+            # The measured index-time recipe (heading-blended vectors, search/embed.py), the
+            # same one the retrieval benchmarks used.
+            vectors = passage_vectors(self.embedder, all_passages, self.settings.heading_weight,
+                                      self.settings.embed_passage_chars)
             for p, v in zip(all_passages, vectors):
                 p.vector = v
         written = {k for k, _ in self._pages}

@@ -120,22 +120,3 @@ def split_page(page: Page) -> list[Passage]:
                 )
             )
     return passages
-
-
-EMBED_MAX_CHARS = 600
-
-
-def embedding_text(p: Passage, max_chars: int = EMBED_MAX_CHARS) -> str:
-    """What is embedded for a passage: title and heading for context, then the start of the
-    text (cut at a word boundary after ``max_chars`` characters).
-
-    Why cut: the offline encoder's cost grows with input length (a 800-character passage
-    costs ~6x a 200-character one) and its vector mostly reflects the first sentences
-    anyway; BM25 still indexes the whole text, so nothing becomes unfindable.
-    """
-    context = " — ".join(x for x in (p.title, p.heading) if x and x != p.text)
-    text = p.text
-    if len(text) > max_chars:
-        cut = text.rfind(" ", 0, max_chars)
-        text = text[: cut if cut > max_chars // 2 else max_chars]
-    return f"{context}\n{text}" if context else text

@@ -15,7 +15,6 @@ Backends (setting ``rerank_model``):
 
 from __future__ import annotations
 
-import glob
 import os
 import threading
 from functools import lru_cache
@@ -143,17 +142,21 @@ class LlmJudgeReranker:
 
 
 def find_generator_gguf(settings: Settings) -> str:
-    """The GGUF the judge uses: ``generator_model`` if it is a file, else one in the models dir."""
+    """The GGUF the judge uses: ``generator_model`` if it is a file, else the packaged model
+    (assembled once from its pip parts, exactly as the llama-cpp generator does)."""
     if settings.generator_model and os.path.isfile(settings.generator_model):
         return settings.generator_model
-    model_dir = getattr(settings, "model_dir", "") or os.path.join(str(settings.data_dir), "models")
-    found = sorted(glob.glob(os.path.join(model_dir, "**", "*.gguf"), recursive=True))
-    if not found:
+    if settings.generator_model.endswith(".gguf"):
+        raise RerankError(f"the GGUF file {settings.generator_model} (CITED_GENERATOR_MODEL) does not exist")
+    from search.packaged_model import ModelUnavailable, ensure_model
+
+    try:
+        return str(ensure_model(settings, progress=False))
+    except ModelUnavailable as exc:
         raise RerankError(
-            f"no GGUF model for the LLM judge in {model_dir}: run `cited ask` once to assemble the packaged "
-            "model, set CITED_GENERATOR_MODEL to a .gguf file, or use CITED_RERANK_MODEL=none"
-        )
-    return found[0]
+            f"no GGUF model for the LLM judge ({exc}); set CITED_GENERATOR_MODEL to a .gguf file, "
+            "or use CITED_RERANK_MODEL=none"
+        ) from None
 
 
 def load_reranker(settings: Settings) -> Reranker:

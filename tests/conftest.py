@@ -77,3 +77,26 @@ def corpus_url() -> Iterator[str]:
     server, url = serve_directory(CORPUS_ROOT)
     yield url
     server.shutdown()
+
+
+FAQ_DIRS = ("de", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh-cn")
+
+
+@pytest.fixture(scope="session")
+def faq_index(corpus_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """The Debian FAQ in 10 languages, crawled once per test session into a local store.
+
+    Why shared: embedding ~170 pages is the most expensive setup in the suite; the crawler
+    tests and the quality gate both read this one index. Returns (corpus_url, settings, summary).
+    """
+    from crawler.crawl import crawl
+    from search.embed import load_embedder
+
+    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path_factory.mktemp("faq")), "CITED_ALLOW_PRIVATE": "1"})
+    seeds = [f"{corpus_url}/doc/debian/FAQ/index.en.html"] + [
+        f"{corpus_url}/doc/debian/FAQ/{d}/index.{d}.html" for d in FAQ_DIRS
+    ]
+    seeds.append(f"{corpus_url}/doc/debian/FAQ/basic-defs.html")  # the alias of basic-defs.en.html
+    summary = crawl(seeds, settings, embedder=load_embedder(settings), scope="prefix", rate=0, concurrency=4,
+                    progress=False)
+    return corpus_url, settings, summary

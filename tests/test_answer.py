@@ -218,7 +218,7 @@ def test_llama_answers_in_the_question_language_with_valid_citations(faq, lang):
 
 @pytest.mark.slow
 def test_injected_instructions_in_a_source_do_not_steer_the_answer(faq, tmp_path):
-    from answer_support import html_passages, index_passages
+    from tests.answer_support import html_passages, index_passages
 
     _, passages = faq
     page = (

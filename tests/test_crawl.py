@@ -303,14 +303,9 @@ FAQ = Path("/usr/share/doc/debian/FAQ")
 
 
 @pytest.fixture(scope="module")
-def faq_crawl(corpus_url, tmp_path_factory, embedder):
-    """The whole Debian FAQ in 10 languages, crawled once from its index pages."""
-    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path_factory.mktemp("faq")), "CITED_ALLOW_PRIVATE": "1"})
-    seeds = [f"{corpus_url}/doc/debian/FAQ/index.en.html"] + [
-        f"{corpus_url}/doc/debian/FAQ/{d}/index.{d}.html" for d in FAQ_LANGS]
-    seeds.append(f"{corpus_url}/doc/debian/FAQ/basic-defs.html")  # the alias of basic-defs.en.html
-    summary = crawl(seeds, settings, embedder=embedder, scope="prefix", rate=0, concurrency=4, progress=False)
-    return corpus_url, settings, summary
+def faq_crawl(faq_index):
+    """The whole Debian FAQ in 10 languages, crawled once per session (tests/conftest.py)."""
+    return faq_index
 
 
 def _faq_pages() -> dict[str, str]:

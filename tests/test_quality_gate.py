@@ -32,7 +32,6 @@ FLOORS = json.loads((REPO / "eval" / "floors.json").read_text())
 SUBSET = [line.strip() for line in (REPO / "eval" / "ci-subset.txt").read_text().splitlines()
           if line.strip() and not line.startswith("#")]
 DEV_SET = EVAL_DIR / "debian-faq.jsonl"
-FAQ_LANGS = ("de", "fr", "it", "ja", "ko", "nl", "pt", "ru", "zh-cn")
 ARTIFACTS = REPO / "artifacts" / "eval-gate"
 
 
@@ -64,13 +63,19 @@ def _crawled_retriever(data, seeds: list[str], allow: str, min_pages: int):
 
 
 @pytest.fixture(scope="module")
-def gate_indexes(tmp_path_factory, corpus_url):
-    """{scenario: retriever}: the FAQ in 10 languages, and the English FAQ alone."""
-    all_seeds = [f"{corpus_url}/doc/debian/FAQ/index.en.html"] + [
-        f"{corpus_url}/doc/debian/FAQ/{lang}/index.{lang}.html" for lang in FAQ_LANGS
-    ]
-    every, store_all = _crawled_retriever(tmp_path_factory.mktemp("gate-all"), all_seeds, r"/doc/debian/FAQ/", 130)
-    english, store_en = _crawled_retriever(tmp_path_factory.mktemp("gate-en"), all_seeds[:1],
+def gate_indexes(tmp_path_factory, faq_index):
+    """{scenario: retriever}: the FAQ in 10 languages (the session's shared index), and the
+    English FAQ alone."""
+    from search.embed import load_embedder
+    from search.retrieve import Retriever
+    from search.store import connect_store
+
+    corpus_url, settings, summary = faq_index
+    assert summary.indexed >= 130, summary.to_json()
+    store_all = connect_store(settings)
+    every = Retriever(settings, store=store_all, embedder=load_embedder(settings))
+    english, store_en = _crawled_retriever(tmp_path_factory.mktemp("gate-en"),
+                                           [f"{corpus_url}/doc/debian/FAQ/index.en.html"],
                                            r"/doc/debian/FAQ/[^/]+\.html$", 13)
     yield {"same_language": every, "cross_lingual": english}, corpus_url
     store_all.close()

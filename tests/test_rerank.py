@@ -31,7 +31,7 @@ def test_missing_cross_encoder_is_a_clear_error(tmp_path):
 
 
 def test_missing_gguf_is_a_clear_error(tmp_path):
-    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path)})
+    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path), "CITED_GENERATOR_MODEL": str(tmp_path / "x.gguf")})
     with pytest.raises(RerankError, match="GGUF"):
         find_generator_gguf(settings)
 
@@ -67,20 +67,12 @@ def test_cross_encoder_truncates_very_long_passages(cross_encoder):
     assert score == pytest.approx(prefix, abs=1e-3)  # both cut at max_length tokens
 
 
-def _judge_available() -> bool:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    try:
-        find_generator_gguf(Settings.load())
-    except RerankError:
-        return False
-    return True
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _judge_available(), reason="llama-cpp-python or the packaged GGUF is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed")
 def test_llm_judge_prefers_the_answering_passage():
-    judge = load_reranker(Settings.load().replace(rerank_model="llm-judge"))
+    from tests.answer_support import answer_settings
+
+    judge = load_reranker(answer_settings().replace(rerank_model="llm-judge"))
     question = "How can I keep my Debian system current?"
     scores = judge.score(
         question,
