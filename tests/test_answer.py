@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from answer_support import ScriptedChatServer, TestRetriever, answer_settings, embedder, faq_index, llama_generator
+from tests.answer_support import ScriptedChatServer, TestRetriever, answer_settings, embedder, faq_index, llama_generator
 from search.answer import AnswerPipeline
 from search.cite import no_answer_text
 from search.generate import ExtractiveGenerator, OpenAIGenerator
@@ -218,7 +218,7 @@ def test_llama_answers_in_the_question_language_with_valid_citations(faq, lang):
 
 @pytest.mark.slow
 def test_injected_instructions_in_a_source_do_not_steer_the_answer(faq, tmp_path):
-    from answer_support import html_passages, index_passages
+    from tests.answer_support import html_passages, index_passages
 
     _, passages = faq
     page = (

@@ -152,7 +152,7 @@ def test_checker_attaches_citations_when_the_model_wrote_none(embedder):
 
 @pytest.mark.slow
 def test_llm_judge_has_the_last_word(embedder):
-    from answer_support import ScriptedChatServer
+    from tests.answer_support import ScriptedChatServer
     from search.generate import OpenAIGenerator
 
     server = ScriptedChatServer()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from answer_support import MODEL_DIR, embedder, faq_passages, index_passages
+from tests.answer_support import MODEL_DIR, embedder, faq_passages, index_passages
 
 QUESTIONS = {
     "en": "How can I find out what package produced a particular file?",

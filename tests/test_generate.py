@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from answer_support import ScriptedChatServer, answer_settings, embedder, llama_generator
+from tests.answer_support import ScriptedChatServer, answer_settings, embedder, llama_generator
 from search.cite import EvidenceItem, parse_citations
 from search.documents import Passage
 from search.generate import (
