@@ -171,6 +171,9 @@ def main() -> None:
             "bare_tokens": bare_tokens,
             "finish_reason": done.get("finish_reason"),
         })
+        # Progress on stderr (a loaded machine can take minutes per query; stdout stays one line).
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()},
+                         ensure_ascii=False), file=sys.stderr, flush=True)
 
     ratios = [r["first_token_s"] / r["bare_first_token_s"] for r in rows if r["bare_first_token_s"]]
     result = {
