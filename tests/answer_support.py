@@ -10,13 +10,13 @@ minimal BM25 + kNN fusion lives with the tests.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import lxml.html
 
 from search.documents import Hit, Passage, passage_id
+from search.retrieve import SearchResult
 from search.text import detect_language
 
 FAQ = Path("/usr/share/doc/debian/FAQ")
@@ -95,13 +95,6 @@ def index_passages(store, embedder, passages: Sequence[Passage]) -> None:
     assert report.ok, report.failed
 
 
-@dataclass
-class SearchResult:
-    query: str
-    lang: str
-    mode: str
-    hits: list[Hit]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class TestRetriever:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 from urllib.parse import quote as quote_url
@@ -22,6 +21,7 @@ import lxml.html
 
 from search.documents import Answer, Citation, Filters, Hit, Passage, Source, passage_id
 from search.store.base import StoreInfo, StoreUnavailable
+from search.retrieve import QueryError, SearchResult
 from search.text import bm25_terms, bm25_text, detect_language
 
 # A crawled page whose text carries markup: it must show as text and never run.
@@ -31,17 +31,7 @@ XSS_TEXT = (
 )
 
 
-class QueryError(ValueError):
-    """An unusable query (same kind as search.retrieve.QueryError)."""
 
-
-@dataclass
-class SearchResult:
-    query: str
-    lang: str
-    mode: str
-    hits: list[Hit]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def corpus_passages(root: Path, base_url: str, pages: Sequence[str]) -> list[Passage]:
