@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -114,6 +115,26 @@ class LocalStore:
         except sqlite3.Error as exc:
             raise self._error(exc) from None
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One writer at a time: BEGIN IMMEDIATE, bump the generation (so readers reload
+        vectors), COMMIT; on error ROLLBACK and raise a StoreError that says why."""
+        with self._write_lock:
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._error(exc) from None
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _read_meta(self) -> None:
         if not self.path.exists():
             return
@@ -176,28 +197,19 @@ class LocalStore:
         self._require_open()
         vectors = check_vectors(passages, self.dim)
         report = WriteReport()
-        with self._write_lock:
-            conn = self._conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if replace_url is not None:
-                    keep = {p.id for p in passages}
-                    stale = [
-                        (rowid,)
-                        for rowid, pid in conn.execute("SELECT rowid, id FROM passages WHERE url = ?", (replace_url,))
-                        if pid not in keep
-                    ]
-                    conn.executemany("DELETE FROM passages WHERE rowid = ?", stale)
-                    conn.executemany("DELETE FROM passages_fts WHERE rowid = ?", stale)
-                for p, vector in zip(passages, vectors):
-                    self._write_one(conn, p, vector)
-                    report.written += 1
-                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise self._error(exc) from None
+        with self._write_transaction() as conn:
+            if replace_url is not None:
+                keep = {p.id for p in passages}
+                stale = [
+                    (rowid,)
+                    for rowid, pid in conn.execute("SELECT rowid, id FROM passages WHERE url = ?", (replace_url,))
+                    if pid not in keep
+                ]
+                conn.executemany("DELETE FROM passages WHERE rowid = ?", stale)
+                conn.executemany("DELETE FROM passages_fts WHERE rowid = ?", stale)
+            for p, vector in zip(passages, vectors):
+                self._write_one(conn, p, vector)
+                report.written += 1
         return report
 
     @staticmethod
@@ -225,19 +237,10 @@ class LocalStore:
 
     def delete_page(self, url: str) -> int:
         self._require_open()
-        with self._write_lock:
-            conn = self._conn()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                rows = conn.execute("SELECT rowid FROM passages WHERE url = ?", (url,)).fetchall()
-                conn.executemany("DELETE FROM passages WHERE rowid = ?", rows)
-                conn.executemany("DELETE FROM passages_fts WHERE rowid = ?", rows)
-                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise self._error(exc) from None
+        with self._write_transaction() as conn:
+            rows = conn.execute("SELECT rowid FROM passages WHERE url = ?", (url,)).fetchall()
+            conn.executemany("DELETE FROM passages WHERE rowid = ?", rows)
+            conn.executemany("DELETE FROM passages_fts WHERE rowid = ?", rows)
         return len(rows)
 
     # ------------------------------------------------------------ reads
