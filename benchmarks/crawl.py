@@ -98,6 +98,9 @@ class NullStore:
     def crawl_records(self):
         return iter(list(self.records.values()))
 
+    def optimize(self):
+        pass
+
     def close(self):
         pass
 

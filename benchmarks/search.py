@@ -8,7 +8,8 @@ What is timed, per development-set question, on the same index in the same proce
   or --reranker), timed on its own, on the CPU unless a GPU is present.
 
 The index is the whole corpus from the cache of benchmarks/corpus_index.py (built once;
-written to Elasticsearch once and reused while its passage count matches).
+written to Elasticsearch once, force-merged as a crawl leaves it (ElasticStore.optimize),
+and reused while its passage count and mapping match).
 
     python -m benchmarks.search [--queries 200] [--reranker llm-judge] [--rerank-queries 10]
 """
@@ -52,7 +53,11 @@ def ensure_index(settings: Settings, embedder, heading_weight: float):
     store = ElasticStore(settings)
     store.open(embedder.name, embedder.dim)
     records, vectors = load_blended(embedder.name, heading_weight)
-    if store.count() != len(records):
+    mapping = store.client.indices.get_mapping(index=store.alias).body
+    current = all("_source" in m["mappings"] for m in mapping.values())  # built by this version's mapping
+    if store.count() != len(records) or not current:
+        store.drop()
+        store.open(embedder.name, embedder.dim)
         from tqdm import tqdm
 
         batch = 2000
@@ -64,6 +69,7 @@ def ensure_index(settings: Settings, embedder, heading_weight: float):
             report = store.upsert(passages)
             if not report.ok:
                 raise SystemExit(f"indexing failed: {list(report.failed.items())[:3]}")
+        store.optimize()
     return store
 
 
@@ -106,6 +112,8 @@ def main() -> None:
         "benchmark": "search",
         "store": "elastic",
         "passages": store.count(),
+        "segments": store.segments(),
+        "retrieve_depth": settings.retrieve_depth,
         "embedder": embedder.name,
         "cpus": os.cpu_count(),
         "bare_bm25": percentiles(bare),

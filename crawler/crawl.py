@@ -505,6 +505,8 @@ class Crawler:
             self.flush(force=True)
             if not self.summary.interrupted:
                 self.store.put_crawl_records([CrawlRecord(url=self.run_url, status="done", fetched_at=self.run_start)])
+                if self.summary.indexed:
+                    self.store.optimize()  # searches after a crawl read fewer, larger segments
             restore_signals()
             if bar is not None:
                 bar.close()

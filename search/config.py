@@ -90,7 +90,7 @@ class Settings:
     dense_weight: float = 1.0
     per_page_max: int = 2
     fusion: str = "adaptive"  # rrf | adaptive | minmax (search/fusion.py; adaptive measured best)
-    retrieve_depth: int = 50  # candidates each retriever hands to fusion
+    retrieve_depth: int = 20  # candidates each retriever hands to fusion (20 ties 50 in quality, benchmarks/RESULTS-retrieval.md)
     rerank_depth: int = 20  # fused candidates the reranker scores in mode "rerank"
     # Web
     host: str = "127.0.0.1"

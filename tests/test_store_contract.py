@@ -245,6 +245,34 @@ def test_delete_page_returns_the_number_deleted(store: Store) -> None:
     assert store.bm25("passage", k=10) and all(h.passage.url == "http://b.example/q" for h in store.bm25("passage", k=10))
 
 
+def test_optimize_after_many_writes_keeps_every_result(store: Store) -> None:
+    for n in range(6):  # one write per page: several segments / FTS b-trees to merge
+        store.upsert(page(f"http://a.example/{n}", 3, word=f"mirror{n % 2}"))
+    store.delete_page("http://a.example/0")
+
+    def results() -> tuple:
+        # sets, and the pages on top: merging drops deleted documents from BM25's
+        # statistics, which may reorder ties, never what matches
+        lexical = ids(store.bm25("mirror1 passage", k=20))
+        top_pages = {pid.split("#")[0] for pid in lexical[:9]}
+        return set(lexical), top_pages, set(ids(store.knn(vector_for("probe"), k=20))), store.count()
+
+    before = results()
+    store.optimize()
+    store.optimize()  # idempotent
+    assert results() == before
+    assert len(before[0]) == 15 and before[3] == 15
+    assert before[1] == {f"http://a.example/{n}" for n in (1, 3, 5)}
+
+
+def test_optimize_on_an_empty_store_does_nothing(make_store: StoreFactory) -> None:
+    fresh = make_store()
+    fresh.optimize()  # never opened: nothing to compact, no error
+    fresh.open(MODEL, DIM)
+    fresh.optimize()
+    assert fresh.count() == 0
+
+
 def test_wrong_vector_dim_is_refused_and_nothing_written(store: Store) -> None:
     bad = page("http://a.example/p", 2)
     bad[1].vector = np.ones(DIM + 3, dtype=np.float32)

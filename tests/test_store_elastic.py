@@ -115,3 +115,35 @@ def test_an_orphan_index_is_adopted_only_if_it_is_a_cited_store(make) -> None:
     with pytest.raises(StoreError, match="not a Cited store"):
         foreign.open("m", DIM)
     assert not foreign.client.indices.exists_alias(name=foreign.alias)
+
+
+def test_stored_source_leaves_out_vectors_and_terms_but_get_returns_vectors(make) -> None:
+    store = make()
+    store.open("source-model", DIM)
+    written = passages(3)
+    assert store.upsert(written).ok
+    raw = store.client.get(index=store.alias, id="e1")["_source"]
+    assert "vector" not in raw and "terms" not in raw and raw["text"] == "elastic passage 1"
+    got = store.get(["e2", "e1"])
+    assert [p.id for p in got] == ["e2", "e1"]
+    unit = written[1].vector / np.linalg.norm(written[1].vector)
+    assert np.allclose(got[1].vector, unit, atol=1e-5)
+    assert store.bm25("passage 1", k=3)[0].passage.id == "e1"  # the terms are still indexed
+
+
+def test_hybrid_candidates_equal_the_two_searches_made_apart(make) -> None:
+    store = make()
+    store.open("hybrid-model", DIM)
+    written = passages(12)
+    query_vector = written[4].vector
+    assert store.hybrid_candidates("elastic passage 7", query_vector, k=5)[:2] == ([], [])  # nothing yet
+    assert store.upsert(written).ok
+    bm25, dense, took = store.hybrid_candidates("elastic passage 7", query_vector, k=5)
+    assert [h.passage.id for h in bm25] == [h.passage.id for h in store.bm25("elastic passage 7", k=5)]
+    assert [h.passage.id for h in dense] == [h.passage.id for h in store.knn(query_vector, k=5)]
+    assert dense[0].passage.id == "e4" and dense[0].scores["dense"] > 0.9  # int8 HNSW: near, not exactly, 1
+    assert bm25[0].passage.id == "e7" and set(took) == {"bm25", "dense"}
+    # a query with no BM25 terms, or no vector, leaves that side empty
+    assert store.hybrid_candidates("?!", query_vector, k=5)[0] == []
+    only_bm25, no_dense, _ = store.hybrid_candidates("elastic passage 7", None, k=5)
+    assert only_bm25 and no_dense == []

@@ -93,6 +93,10 @@ class Store(Protocol):
     def info(self) -> StoreInfo:
         """Backend, location, counts, and the model and dimension the store was built with."""
 
+    def optimize(self) -> None:
+        """Compact the index after a large write (the crawler calls it when a crawl ends):
+        fewer, larger segments make every later search cheaper."""
+
     def close(self) -> None:
         """Release connections and files."""
 

@@ -15,6 +15,12 @@ Why this shape:
   same request as the index, so a store can never exist without them.
 - The minimal distribution has no ``_delete_by_query`` (reindex module), so deleting a
   page looks up its passage ids and deletes them in a bulk request.
+- ``_source`` keeps neither the vector nor the BM25 terms: every search hit decompresses
+  its whole stored source, and a 512-d vector as JSON is most of it (BM25 with 50 hits
+  went from 13 to 9 ms p50 on the corpus, benchmarks/search.py). Vectors are read back
+  from the index itself (doc values) by ``get``.
+- Hybrid search sends BM25 and kNN in one ``_msearch`` request; the node runs both at
+  once, and the client pays one round trip.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ SCHEMA_VERSION = 1
 _HIT_SOURCE = ["url", "anchor", "title", "heading", "lang", "position", "page_hash", "published", "text"]
 _PAGE_ID_LIMIT = 10_000  # ids of one page fetched in one search; beyond that, scroll
 _BULK_CHUNK = 500
+_UNSOURCED = ("vector", "terms")  # indexed, not kept in _source (see the module docstring)
 _MAX_K = 10_000  # Elasticsearch's limit on result windows and kNN candidates
 
 
@@ -68,12 +75,7 @@ def _error_reason(exc: ApiError) -> str:
     """The server's own words for an API error (type and reason), not the client's repr."""
     body = exc.body if isinstance(exc.body, dict) else {}
     err = body.get("error")
-    if isinstance(err, dict):
-        root = (err.get("root_cause") or [err])[0]
-        return f"{root.get('type', 'error')}: {root.get('reason', '')}".strip()
-    if isinstance(err, str):
-        return err
-    return str(exc.message)
+    return _item_reason(err) if isinstance(err, (dict, str)) else str(exc.message)
 
 
 def passage_mapping(model: str, dim: int, quantized: bool = True, rich: bool = False) -> dict[str, Any]:
@@ -87,6 +89,7 @@ def passage_mapping(model: str, dim: int, quantized: bool = True, rich: bool = F
     return {
         "dynamic": "strict",
         "_meta": {"cited": {"model": model, "dim": dim, "schema": SCHEMA_VERSION}},
+        "_source": {"excludes": list(_UNSOURCED)},
         "properties": {
             "terms": terms,
             "vector": {
@@ -178,6 +181,24 @@ def passage_doc(p: Passage, vector: np.ndarray) -> dict[str, Any]:
         "position": p.position,
         "published": p.published.isoformat() if p.published else None,
     }
+
+
+def _cosine(score: float) -> float:
+    """dot_product kNN scores are (1 + cos) / 2; report the cosine, like the local store."""
+    return 2.0 * score - 1.0
+
+
+def _search_kwargs(body: dict[str, Any]) -> dict[str, Any]:
+    """A search body (as ``_msearch`` takes it) as keyword arguments of ``client.search``."""
+    return {("source" if key == "_source" else key): value for key, value in body.items()}
+
+
+def _item_reason(err: Any) -> str:
+    """An error object's type and reason (of a response, or of one ``_msearch`` item)."""
+    if isinstance(err, dict):
+        root = (err.get("root_cause") or [err])[0]
+        return f"{root.get('type', 'error')}: {root.get('reason', '')}".strip()
+    return str(err)
 
 
 def passage_from_source(pid: str, src: dict[str, Any]) -> Passage:
@@ -496,26 +517,27 @@ class ElasticStore:
             out.append(Hit(passage_from_source(h["_id"], h["_source"]), {key: transform(score) if transform else score}))
         return out
 
-    def bm25(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+    def _bm25_body(self, query: str, k: int, filters: Filters | None) -> dict[str, Any] | None:
+        """The search body of a BM25 query, or None when it has no terms."""
         terms = bm25_text(query)
         if not terms or k < 1:
-            return []
-        k = min(k, _MAX_K)
+            return None
         match: dict[str, Any] = {"match": {"terms": {"query": terms}}}
         if self._rich:
             match = {"bool": {"should": [match, {"match": {"terms.stemmed": {"query": terms, "boost": 0.5}}}]}}
-        body = {"bool": {"must": [match], "filter": filter_clauses(filters)}}
-        with self._errors("searching (BM25)"):
-            try:
-                resp = self.client.search(index=self.alias, query=body, size=k, source=_HIT_SOURCE)
-            except NotFoundError:
-                return []  # nothing indexed yet
-        return self._hits(resp, "bm25")
+        query_body = {"bool": {"must": [match], "filter": filter_clauses(filters)}}
+        return {"query": query_body, "size": min(k, _MAX_K), "_source": _HIT_SOURCE}
 
-    def knn(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+    def _knn_body(self, vector: np.ndarray, k: int, filters: Filters | None) -> dict[str, Any] | None:
+        """The search body of a kNN query, or None when the vector has no direction.
+
+        Why ``num_candidates`` = 2k (at least 100): on the 42k-passage corpus it finds the
+        same top 10 as 2,000 candidates on every development question and 98% of the top
+        50, at half the latency of 10k candidates (benchmarks/search.py, RESULTS-retrieval.md).
+        """
         self._require_open()
         if k < 1:
-            return []
+            return None
         k = min(k, _MAX_K)
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
         if v.shape[0] != self.dim:
@@ -524,31 +546,92 @@ class ElasticStore:
         if not np.isfinite(norm):
             raise StoreError("query vector has values that are not finite")
         if norm == 0:
-            return []  # no direction, no neighbours (as in the local store)
+            return None  # no direction, no neighbours (as in the local store)
         knn: dict[str, Any] = {
             "field": "vector",
             "query_vector": (v / norm).tolist(),
             "k": k,
-            "num_candidates": min(max(10 * k, 100), 10_000),
+            "num_candidates": min(max(2 * k, 100), _MAX_K),
         }
         clauses = filter_clauses(filters)
         if clauses:
             knn["filter"] = clauses
+        return {"knn": knn, "size": k, "_source": _HIT_SOURCE}
+
+    def bm25(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        body = self._bm25_body(query, k, filters)
+        if body is None:
+            return []
+        with self._errors("searching (BM25)"):
+            try:
+                resp = self.client.search(index=self.alias, **_search_kwargs(body))
+            except NotFoundError:
+                return []  # nothing indexed yet
+        return self._hits(resp, "bm25")
+
+    def knn(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        body = self._knn_body(vector, k, filters)
+        if body is None:
+            return []
         with self._errors("searching (kNN)"):
-            resp = self.client.search(index=self.alias, knn=knn, size=k, source=_HIT_SOURCE)
-        # dot_product scores are (1 + cos) / 2; report the cosine, like the local store.
-        return self._hits(resp, "dense", lambda s: 2.0 * s - 1.0)
+            resp = self.client.search(index=self.alias, **_search_kwargs(body))
+        return self._hits(resp, "dense", _cosine)
+
+    def hybrid_candidates(
+        self, query: str, vector: np.ndarray | None, k: int = 10, filters: Filters | None = None
+    ) -> tuple[list[Hit], list[Hit], dict[str, float]]:
+        """(BM25 hits, kNN hits, seconds each took on the node) for one query, both from
+        one ``_msearch`` round trip.
+
+        Same results as ``bm25`` and ``knn`` called apart; a missing vector (or one with no
+        direction) or a query without terms leaves that list empty.
+        """
+        bodies = [("bm25", self._bm25_body(query, k, filters), None)]
+        if vector is not None:
+            bodies.append(("dense", self._knn_body(vector, k, filters), _cosine))
+        wanted = [(key, body, transform) for key, body, transform in bodies if body is not None]
+        out: dict[str, list[Hit]] = {"bm25": [], "dense": []}
+        took: dict[str, float] = {}
+        if not wanted:
+            return out["bm25"], out["dense"], took
+        searches: list[dict[str, Any]] = []
+        for _, body, _ in wanted:
+            searches += [{"index": self.alias}, body]
+        with self._errors("searching (BM25 + kNN)"):
+            resp = self.client.msearch(searches=searches)
+        for (key, _, transform), item in zip(wanted, resp["responses"]):
+            if "error" in item:
+                if item.get("status") == 404:
+                    continue  # nothing indexed yet
+                raise StoreError(f"Elasticsearch refused the {key} search: {_item_reason(item['error'])}")
+            out[key] = self._hits(item, key, transform)
+            took[key] = item.get("took", 0) / 1000.0
+        return out["bm25"], out["dense"], took
 
     def get(self, ids: Sequence[str]) -> list[Passage]:
-        ids = [i for i in ids if i]
+        """Passages by id, in the order asked, with their vectors (read from the index:
+        they are not in ``_source``)."""
+        ids = list(dict.fromkeys(i for i in ids if i))
         if not ids:
             return []
+        found: dict[str, Passage] = {}
         with self._errors("reading passages by id"):
-            try:
-                resp = self.client.mget(index=self.alias, ids=list(ids))
-            except NotFoundError:
-                return []
-        return [passage_from_source(d["_id"], d["_source"]) for d in resp["docs"] if d.get("found")]
+            for start in range(0, len(ids), _PAGE_ID_LIMIT):
+                chunk = ids[start : start + _PAGE_ID_LIMIT]
+                try:
+                    resp = self.client.search(
+                        index=self.alias, query={"ids": {"values": chunk}}, size=len(chunk),
+                        source=_HIT_SOURCE, docvalue_fields=["vector"],
+                    )
+                except NotFoundError:
+                    return []
+                for h in resp["hits"]["hits"]:
+                    p = passage_from_source(h["_id"], h["_source"])
+                    vector = (h.get("fields") or {}).get("vector")
+                    if vector:
+                        p.vector = np.asarray(vector[0], dtype=np.float32)
+                    found[p.id] = p
+        return [found[i] for i in ids if i in found]
 
     def count(self, filters: Filters | None = None) -> int:
         with self._errors("counting passages"):
@@ -616,6 +699,32 @@ class ElasticStore:
             pages=int(resp["aggregations"]["pages"]["value"]),
             dim=int(meta.get("dim", 0)),
             model=str(meta.get("model", "")),
+        )
+
+    def optimize(self) -> None:
+        """Force-merge the passage index into one segment.
+
+        Why: a crawl writes in small batches and leaves a dozen segments, each with its
+        own HNSW graph that every kNN query walks; on the 42k-passage corpus merging took
+        kNN from ~11 to ~6 ms and BM25 from ~7 to ~4 ms p50 (benchmarks/search.py). It
+        waits for the merge (tens of seconds for a whole corpus on 2 cores).
+        """
+        with self._errors(f"optimizing index {self.alias}"):
+            if not self.client.indices.exists_alias(name=self.alias):
+                return
+            self.client.options(request_timeout=max(self.settings.es_timeout, 600.0)).indices.forcemerge(
+                index=self.alias, max_num_segments=1
+            )
+
+    def segments(self) -> int:
+        """How many Lucene segments the passage index has (benchmarks report it)."""
+        with self._errors(f"reading the segments of {self.alias}"):
+            resp = self.client.indices.segments(index=self.alias)
+        return sum(
+            len(shard.get("segments", {}))
+            for index in resp["indices"].values()
+            for copies in index["shards"].values()
+            for shard in copies
         )
 
     def drop(self) -> None:

@@ -180,6 +180,14 @@ class LocalStore:
         if not self.dim:
             raise StoreError(f"the store at {self.path} is empty: crawl something first (cited crawl URL)")
 
+    def optimize(self) -> None:
+        """Merge the FTS5 index's b-trees into one (FTS5's own 'optimize' command); a
+        crawl leaves one segment per write transaction, and BM25 reads every segment."""
+        if not self.path.exists() or not self.dim:
+            return
+        with self._write_transaction() as conn:
+            conn.execute("INSERT INTO passages_fts(passages_fts) VALUES ('optimize')")
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
