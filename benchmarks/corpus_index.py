@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from search.config import Settings
+
 CORPUS_ROOT = Path(os.environ.get("CITED_CORPUS_ROOT", "/usr/share"))
 CACHE = Path(os.environ.get("CITED_CACHE", "/root/.cache/cited"))
 CORPUS_DIRS = (
@@ -182,7 +184,7 @@ def embed_text(r: Record) -> str:
     return passage_input(r.heading, r.text, EMBED_CHARS)
 
 
-EMBED_CHARS = int(os.environ.get("CITED_EMBED_PASSAGE_CHARS", "240"))
+EMBED_CHARS = int(os.environ.get("CITED_EMBED_PASSAGE_CHARS", "0")) or Settings().embed_passage_chars
 
 
 def cache_dir(model: str) -> Path:

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from benchmarks.corpus_index import load
+from benchmarks.corpus_index import EMBED_CHARS
 from benchmarks.fusion import DEV_SET
 from search.config import Settings
 from search.documents import Passage
@@ -34,7 +34,7 @@ from search.embed import load_embedder
 from search.retrieve import Retriever
 from search.text import bm25_text
 
-INDEX = "retrieval-bench"
+INDEX = f"retrieval-bench-c{EMBED_CHARS}"  # one index per passage-vector recipe
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -1,11 +1,13 @@
 """The crawl loop: frontier -> fetch -> extract -> passages -> embed -> store, resumable.
 
-Why this shape: worker threads do the network and extraction (1-2 per host), while one
-thread owns every decision that touches shared state (de-duplication, the store, crawl
-records). That keeps the rules simple and makes the crawl state consistent: a page's
-"done" record is written only after its passages are in the store, in the same flush as
-the "queued" records of the links it led to. So a crawl killed at any moment (even with
-SIGKILL) resumes from its records without refetching finished pages or losing queued ones.
+Why this shape: worker threads do the network (1-2 per host) and hand each page to
+extraction in worker processes (crawler/extract_pool.py: extraction is CPU-bound Python),
+while one thread owns every decision that touches shared state (de-duplication, the
+store, crawl records) and embeds and writes in batches. That keeps the rules simple and
+makes the crawl state consistent: a page's "done" record is written only after its
+passages are in the store, in the same flush as the "queued" records of the links it led
+to. So a crawl killed at any moment (even with SIGKILL) resumes from its records without
+refetching finished pages or losing queued ones.
 
 Resume versus re-crawl: a run is identified by its seeds and scope. A run marker record
 (``cited-run:<key>``) says "running" until the crawl ends; starting the same crawl while
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import contextlib
 import logging
 import queue
 import signal
@@ -29,14 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
-from crawler.extract import ExtractError, Extracted, extract
+from crawler.extract import ExtractError, Extracted
+from crawler.extract_pool import ExtractPool
 from crawler.fetch import FetchError, Fetcher, FetchLimits, FetchResult, decode_html, looks_binary
 from crawler.frontier import (
     Frontier, Item, Limits, RobotsCache, RobotsPolicy, Scope, host_of, normalize_url, origin_of, parse_sitemap,
 )
 from search.config import Settings
 from search.documents import CrawlRecord, Passage
-from search.embed import passage_vectors
+from search.embed import cpu_threads, passage_vectors
 from search.passages import split_page
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,7 @@ class Crawler:
                                address_allowed=options.address_allowed)
         token = settings.user_agent.split("/", 1)[0].strip() or "*"
         self.robots = RobotsCache(self.fetcher, token)
+        self.extractor = ExtractPool(settings.extract_processes, fast=settings.extract_fast)
         self.scope = Scope(seeds, options.scope, options.allow, options.deny)
         delay = 1.0 / options.rate if options.rate and options.rate > 0 else 0.0
         self.frontier = Frontier(
@@ -139,7 +144,9 @@ class Crawler:
                    max_per_pattern=options.max_per_pattern),
             delay=delay, per_host=min(2, max(1, options.concurrency)),
         )
-        self.results: queue.Queue[_Result] = queue.Queue(maxsize=max(8, 4 * options.concurrency))
+        # Room for the pages extracted while the writer embeds a batch (a few seconds), so
+        # fetching and extraction keep going meanwhile instead of waiting on a full queue.
+        self.results: queue.Queue[_Result] = queue.Queue(maxsize=max(64, 4 * options.concurrency))
         self.old: dict[str, CrawlRecord] = {}
         self.hash_owner: dict[str, str] = {}  # content hash -> request URL of the indexed page
         self.key_owner: dict[str, str] = {}  # key (canonical) URL -> request URL that indexed it
@@ -259,9 +266,9 @@ class Crawler:
             return _Result(item, "skip", reason="binary", fetch=res, robots=policy, http_status=res.status)
         html, _ = decode_html(res.body, res.headers.get("content-type", ""))
         try:
-            extracted = extract(html, item.url, res.final_url)
-        except ExtractError:
-            return _Result(item, "skip", reason="bad-html", fetch=res, robots=policy, http_status=res.status)
+            extracted = self.extractor.extract(html, item.url, res.final_url)
+        except ExtractError as exc:
+            return _Result(item, "skip", reason=exc.reason, fetch=res, robots=policy, http_status=res.status)
         page = extracted.page
         page.fetched_at = _now()
         page.etag, page.last_modified, page.status = res.etag, res.last_modified, res.status
@@ -416,8 +423,12 @@ class Crawler:
             all_passages = [p for _, ps in self._pages for p in ps]
             # The measured index-time recipe (heading-blended vectors, search/embed.py), the
             # same one the retrieval benchmarks used.
-            vectors = passage_vectors(self.embedder, all_passages, self.settings.heading_weight,
-                                      self.settings.embed_passage_chars)
+            # with extraction in worker processes the cores are busy: one embedding thread
+            # does the same work for less CPU (search.embed.cpu_threads)
+            limit = cpu_threads(self.embedder, 1) if self.extractor.processes else contextlib.nullcontext()
+            with limit:
+                vectors = passage_vectors(self.embedder, all_passages, self.settings.heading_weight,
+                                          self.settings.embed_passage_chars)
             for p, v in zip(all_passages, vectors):
                 p.vector = v
         written = {k for k, _ in self._pages}

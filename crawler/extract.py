@@ -52,6 +52,8 @@ _JSONLD_DATE = re.compile(r'"datePublished"\s*:\s*"([^"]+)"')
 class ExtractError(ValueError):
     """The document is not HTML we can read."""
 
+    reason = "bad-html"  # the skip reason a crawl reports
+
 
 @dataclass
 class Extracted:
@@ -325,8 +327,13 @@ def parse_html(html: str) -> etree._Element:
         raise ExtractError(f"cannot parse HTML: {exc}") from None
 
 
-def extract(html: str, url: str, final_url: str | None = None) -> Extracted:
-    """Extract a Page (without fetch metadata) and its outgoing links from decoded HTML."""
+def extract(html: str, url: str, final_url: str | None = None, fast: bool = False) -> Extracted:
+    """Extract a Page (without fetch metadata) and its outgoing links from decoded HTML.
+
+    ``fast`` skips trafilatura's fallback extractors (readability, jusText), which it
+    otherwise runs on every page to compare with its own result: ~40% less CPU per page
+    on the corpus, same text on 96% of pages (setting ``extract_fast``, README).
+    """
     import trafilatura
 
     final_url = final_url or url
@@ -353,7 +360,8 @@ def extract(html: str, url: str, final_url: str | None = None) -> Extracted:
 
     events = walk_blocks(tree.find("body") if tree.find("body") is not None else tree)
     with _TRAFILATURA_LOCK:
-        main_text = trafilatura.extract(tree, url=final_url, include_comments=False, include_tables=True) or ""
+        main_text = trafilatura.extract(tree, url=final_url, include_comments=False, include_tables=True,
+                                        fast=fast) or ""
     if main_text.strip():
         keep = _select_main(events, main_text)
         sections = build_sections(events, keep)

@@ -58,12 +58,14 @@ class Settings:
     es_timeout: float = 30.0
     # Crawling
     allow_private: bool = False
+    extract_processes: int = -1  # worker processes extracting pages (crawler/extract_pool.py); 0 = in threads, -1 = cores - 1
+    extract_fast: bool = True  # skip trafilatura's fallback extractors: ~40% less CPU, same text on 96% of pages
     user_agent: str = "CitedBot/0.1 (+https://github.com/cited/cited; answer engine crawler)"
     # Models
     embed_model: str = "use-multilingual"
     embed_batch_size: int = 64
     heading_weight: float = 0.5  # passage vector = blend with its heading's vector (embed.passage_vectors)
-    embed_passage_chars: int = 240  # characters of a passage's text that go into its vector (0 = all)
+    embed_passage_chars: int = 160  # characters of a passage's text that go into its vector (0 = all; see embed.passage_input)
     device: str = "auto"
     rerank_model: str = "none"
     generator: str = "auto"
@@ -137,6 +139,10 @@ class Settings:
                 raise SettingsError(f"CITED_{name.upper()} must be at least 1")
         if self.es_replicas < 0:
             raise SettingsError("CITED_ES_REPLICAS must not be negative")
+        if self.extract_processes < -1:
+            raise SettingsError(
+                "CITED_EXTRACT_PROCESSES must be -1 (one per core but one), 0 (in the crawl's threads) or more"
+            )
         if self.fusion not in FUSION_METHODS:
             raise SettingsError(f"CITED_FUSION must be one of {', '.join(FUSION_METHODS)}, not {self.fusion!r}")
         if self.generator not in GENERATORS:
