@@ -31,6 +31,7 @@ import numpy as np
 from scipy import sparse
 
 from benchmarks.corpus_index import cache_dir, load_blended
+from search.config import Settings
 from search.documents import Hit, Passage
 from search.fusion import FusionParams, cap_per_page, fuse
 from search.text import bm25_terms, detect_language
@@ -155,7 +156,7 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="use-multilingual")
-    parser.add_argument("--depth", type=int, default=50, help="candidates from each retriever")
+    parser.add_argument("--depth", type=int, default=Settings().retrieve_depth, help="candidates from each retriever")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--per-page-max", type=int, default=2)
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -174,7 +175,6 @@ def main() -> None:
     if qcache.exists():
         qvecs = np.load(qcache)
     else:
-        from search.config import Settings
         from search.embed import load_embedder
 
         embedder = load_embedder(Settings.load(env={**os.environ, "CITED_EMBED_MODEL": args.model}))

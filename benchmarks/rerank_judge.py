@@ -17,6 +17,7 @@ import random
 import time
 
 from benchmarks.fusion import DEV_SET
+from benchmarks.search import INDEX
 from search.config import Settings
 from search.rerank import load_reranker
 from search.retrieve import Retriever
@@ -41,7 +42,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--depth", type=int, default=10)
     args = parser.parse_args()
-    env = {**os.environ, "CITED_STORE": "elastic", "CITED_ES_INDEX": os.environ.get("CITED_ES_INDEX", "retrieval-bench")}
+    env = {**os.environ, "CITED_STORE": "elastic", "CITED_ES_INDEX": os.environ.get("CITED_ES_INDEX", INDEX)}
     settings = Settings.load(env=env)
     retriever = Retriever(settings)
     judge = load_reranker(settings.replace(rerank_model="llm-judge"))

@@ -12,6 +12,7 @@ written to Elasticsearch once, force-merged as a crawl leaves it (ElasticStore.o
 and reused while its passage count and mapping match).
 
     python -m benchmarks.search [--queries 200] [--reranker llm-judge] [--rerank-queries 10]
+                                [--candidates 50,100,200,500]
 """
 
 from __future__ import annotations
@@ -73,12 +74,37 @@ def ensure_index(settings: Settings, embedder, heading_weight: float):
     return store
 
 
+def candidate_sweep(store, embedder, questions: list[str], k: int, candidates: list[int]) -> list[dict]:
+    """kNN latency and agreement with an exhaustive-ish search (10,000 candidates) for
+    each ``num_candidates``: how few candidates the HNSW search can get away with."""
+    vectors = embedder.encode_queries(questions)
+
+    def knn(v: np.ndarray, n: int) -> tuple[list[str], float]:
+        started = time.perf_counter()
+        resp = store.client.search(index=store.alias, knn={"field": "vector", "query_vector": v.tolist(), "k": k,
+                                                           "num_candidates": n}, size=k, source=False)
+        return [h["_id"] for h in resp["hits"]["hits"]], time.perf_counter() - started
+
+    reference = [knn(v, 10_000)[0] for v in vectors]
+    rows = []
+    for n in candidates:
+        found, times = zip(*(knn(v, n) for v in vectors))
+        rows.append({
+            "num_candidates": n, **percentiles(list(times)),
+            "same_top10": round(statistics.mean(len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(found, reference)), 3),
+            f"same_top{k}": round(statistics.mean(len(set(a) & set(b)) / k for a, b in zip(found, reference)), 3),
+        })
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--reranker", default=os.environ.get("CITED_RERANK_MODEL", "none"))
     parser.add_argument("--rerank-queries", type=int, default=10)
     parser.add_argument("--heading-weight", type=float, default=None)
+    parser.add_argument("--candidates", default="",
+                        help="also sweep kNN num_candidates, e.g. 50,100,200,500 (k = retrieve_depth)")
     args = parser.parse_args()
 
     env = {**os.environ, "CITED_STORE": "elastic", "CITED_ES_INDEX": os.environ.get("CITED_ES_INDEX", INDEX)}
@@ -121,6 +147,9 @@ def main() -> None:
         "overhead_ratio_p50": round(statistics.median(hybrid) / statistics.median(bare), 2),
         "hybrid_stages_p50_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in stages.items()},
     }
+    if args.candidates:
+        sweep = [int(n) for n in args.candidates.split(",")]
+        out["knn_candidates"] = candidate_sweep(store, embedder, questions[:100], settings.retrieve_depth, sweep)
     if args.reranker and args.reranker != "none":
         from search.rerank import load_reranker
 

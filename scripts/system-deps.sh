@@ -10,7 +10,7 @@ PACKAGES=(
   debian-reference-id debian-reference-it debian-reference-ja debian-reference-pt
   debian-reference-pt-br debian-reference-zh-cn debian-reference-zh-tw
   installation-guide-amd64 python3.11-doc postgresql-doc-15
-  chromium fonts-noto-cjk unzip curl
+  chromium fonts-noto-cjk unzip curl openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

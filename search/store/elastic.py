@@ -16,9 +16,9 @@ Why this shape:
 - The minimal distribution has no ``_delete_by_query`` (reindex module), so deleting a
   page looks up its passage ids and deletes them in a bulk request.
 - ``_source`` keeps neither the vector nor the BM25 terms: every search hit decompresses
-  its whole stored source, and a 512-d vector as JSON is most of it (BM25 with 50 hits
-  went from 13 to 9 ms p50 on the corpus, benchmarks/search.py). Vectors are read back
-  from the index itself (doc values) by ``get``.
+  its whole stored source, and a 512-d vector as JSON is most of it (a BM25 query for 50
+  hits on the 42k-passage corpus went from 13 to 9 ms p50). Vectors are read back from
+  the index itself (doc values) by ``get``.
 - Hybrid search sends BM25 and kNN in one ``_msearch`` request; the node runs both at
   once, and the client pays one round trip.
 """
@@ -531,9 +531,9 @@ class ElasticStore:
     def _knn_body(self, vector: np.ndarray, k: int, filters: Filters | None) -> dict[str, Any] | None:
         """The search body of a kNN query, or None when the vector has no direction.
 
-        Why ``num_candidates`` = 2k (at least 100): on the 42k-passage corpus it finds the
-        same top 10 as 2,000 candidates on every development question and 98% of the top
-        50, at half the latency of 10k candidates (benchmarks/search.py, RESULTS-retrieval.md).
+        Why ``num_candidates`` = 2k (at least 100): on the 42k-passage corpus, for 100
+        development questions, 100 candidates found the same top 10 as 2,000 and 98% of
+        the top 50, at about half the latency (benchmarks/RESULTS-retrieval.md).
         """
         self._require_open()
         if k < 1:
