@@ -46,6 +46,10 @@ from search.passages import split_page
 log = logging.getLogger(__name__)
 RUN_PREFIX = "cited-run:"
 INDEXED = ("indexed", "unchanged")
+# A crawl that wrote at least this many passages compacts the store when it ends (Store.optimize):
+# worth tens of seconds after a big crawl (ES kNN ~11 -> ~6 ms p50), not after a re-crawl that
+# changed a few pages (compaction rewrites the whole index).
+OPTIMIZE_AFTER_PASSAGES = 500
 # Link rejections worth reporting as skipped pages; the rest (seen, out of scope) are not pages of this crawl.
 _REPORTED_LINK_REASONS = ("trap-", "max-per-host")
 
@@ -516,7 +520,9 @@ class Crawler:
             self.flush(force=True)
             if not self.summary.interrupted:
                 self.store.put_crawl_records([CrawlRecord(url=self.run_url, status="done", fetched_at=self.run_start)])
-                if self.summary.indexed:
+                if self.summary.passages >= OPTIMIZE_AFTER_PASSAGES:
+                    if bar is not None:
+                        bar.set_description("crawl done; compacting the index")
                     self.store.optimize()  # searches after a crawl read fewer, larger segments
             restore_signals()
             if bar is not None:

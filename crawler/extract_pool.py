@@ -20,6 +20,7 @@ import atexit
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -32,8 +33,14 @@ _POOLS: dict[tuple[int, bool], ProcessPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def _warm_up(fast: bool) -> None:
-    """Import and run the extractor once in a new worker (models, lxml, trafilatura)."""
+def _init_worker(fast: bool) -> None:
+    """Start a worker: ignore Ctrl-C, then run the extractor once (imports, models).
+
+    Why ignore SIGINT: Ctrl-C in a terminal reaches the whole process group. The crawl's
+    main process handles it (flush, then stop); a worker dying of it mid-page would turn
+    that page into an "extractor-crashed" skip instead of a page to fetch on resume.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     extract("<html><body><h1 id='a'>Warm</h1><p>up the extractor once.</p></body></html>", "http://warm.up/",
             fast=fast)
 
@@ -45,7 +52,7 @@ def _shared_pool(processes: int, fast: bool) -> ProcessPoolExecutor:
         if pool is None:
             pool = ProcessPoolExecutor(
                 max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_warm_up, initargs=(fast,),
+                initializer=_init_worker, initargs=(fast,),
             )
             _POOLS[(processes, fast)] = pool
         return pool

@@ -381,9 +381,12 @@ def test_faq_passages_carry_the_heading_ids_of_the_html(faq_crawl, embedder):
 
 @pytest.mark.elastic
 @pytest.mark.slow
-def test_crawl_into_elasticsearch_and_recrawl(tmp_path, es_url, embedder):
-    """The same crawl into the Elasticsearch store: passages written, state kept there."""
+def test_crawl_into_elasticsearch_and_recrawl(tmp_path, es_url, embedder, monkeypatch):
+    """The same crawl into the Elasticsearch store: passages written, state kept there,
+    and the index compacted to one segment when a crawl wrote enough to be worth it."""
     import uuid
+
+    import crawler.crawl
 
     from search.store.elastic import ElasticStore
 
@@ -395,9 +398,13 @@ def test_crawl_into_elasticsearch_and_recrawl(tmp_path, es_url, embedder):
                                   "CITED_DATA_DIR": str(tmp_path / "data")})
     store = ElasticStore(settings)
     try:
-        first = crawl([url + "/index.html"], settings, store=store, embedder=embedder, rate=0, progress=False)
+        monkeypatch.setattr(crawler.crawl, "OPTIMIZE_AFTER_PASSAGES", 1)  # this small site is "enough"
+        # one flush (and so one new segment) per page, unless the crawl compacts at the end
+        first = crawl([url + "/index.html"], settings, store=store, embedder=embedder, rate=0, progress=False,
+                      flush_passages=1)
         assert first.indexed == 6 and not first.errors
         assert store.count() == first.passages
+        assert store.segments() == 1
         assert {r.url for r in store.crawl_records() if r.status == "indexed"} == \
             {url + "/index.html"} | {f"{url}/p{i}.html" for i in range(5)}
         again = crawl([url + "/index.html"], settings, store=store, embedder=embedder, rate=0, progress=False)

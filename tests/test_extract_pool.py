@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,18 @@ def test_a_dead_worker_costs_one_page_and_the_next_page_gets_a_new_pool() -> Non
     assert caught.value.reason == "extractor-crashed"
     assert _shared_pool(1, True) is not executor
     assert pool.extract(html, url).page.sections
+
+
+def test_ctrl_c_reaching_the_workers_leaves_them_working() -> None:
+    pool = ExtractPool(processes=1)
+    html, url = html_of(PAGES[0]), "http://127.0.0.1:1/" + PAGES[0]
+    assert pool.extract(html, url).page.sections
+    executor = _shared_pool(1, True)
+    for pid in list(executor._processes):  # a terminal's Ctrl-C signals the whole process group
+        os.kill(pid, signal.SIGINT)
+    time.sleep(0.3)
+    assert pool.extract(html, url).page.sections
+    assert _shared_pool(1, True) is executor  # the same workers, still alive
 
 
 def test_zero_processes_extracts_in_the_caller_and_auto_leaves_a_core() -> None:
