@@ -17,6 +17,7 @@ Backends (setting ``generator``):
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import socket
 import threading
 import urllib.error
 import urllib.request
+import weakref
 from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
@@ -122,6 +124,7 @@ class LlamaCppGenerator(_CompleteMixin):
         self.llm = Llama(
             model_path=model_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False
         )
+        close_at_exit(self.llm)
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
 
@@ -152,6 +155,24 @@ class LlamaCppGenerator(_CompleteMixin):
                     raise GeneratorError(f"llama.cpp refused the prompt: {exc}") from exc
 
         return TextStream(deltas(), lambda: state["finish"])
+
+
+def close_at_exit(llm: object) -> None:
+    """Free a llama.cpp model at interpreter exit, while its modules are still loaded.
+
+    Why: models live for the process (they are cached), so llama-cpp-python frees them in
+    ``Llama.__del__`` during interpreter teardown, when its ctypes bindings are already
+    gone: every run ended with "TypeError: 'NoneType' object is not callable". A weak
+    reference keeps this from holding a model that is dropped earlier.
+    """
+    ref = weakref.ref(llm)
+
+    def close() -> None:
+        model = ref()
+        if model is not None:
+            model.close()
+
+    atexit.register(close)
 
 
 @lru_cache(maxsize=2)

@@ -25,6 +25,7 @@ import numpy as np
 from search.config import Settings
 from search.documents import Passage
 from search.embed import pick_device
+from search.generate import close_at_exit
 
 
 class RerankError(RuntimeError):
@@ -110,6 +111,7 @@ class LlmJudgeReranker:
         if not os.path.exists(model_path):
             raise RerankError(f"the LLM judge's model {model_path} does not exist (cited ask downloads it first)")
         self._llm = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads or None, logits_all=False, verbose=False)
+        close_at_exit(self._llm)
         self.name = "llm-judge:" + os.path.basename(model_path)
         self._max_chars = max_passage_chars
         self._yes = [self._llm.tokenize(w.encode(), add_bos=False, special=False)[0] for w in ("yes", "Yes")]
