@@ -18,9 +18,9 @@ did not change are not re-indexed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import contextlib
 import logging
 import queue
 import signal

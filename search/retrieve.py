@@ -243,7 +243,7 @@ class Retriever:
 
         Why embed first and then send one request, instead of overlapping BM25 with the
         embedding: on a small machine the node's BM25 and the embedding fight for the same
-        cores (query embedding went from 2.5 to 7 ms p50 when overlapped), while the node
+        cores (query embedding went from ~3 to ~6-7 ms p50 when overlapped), while the node
         runs the two searches of one ``_msearch`` in parallel for a single round trip.
         """
         vectors, embed_seconds = self._embed(cleaned)
