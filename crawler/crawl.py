@@ -469,6 +469,29 @@ class Crawler:
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
         return lambda: [signal.signal(sig, prev) for sig, prev in previous.items()]
 
+    def _finish_run(self, failed: bool, bar: Any) -> None:
+        """Flush what is pending; mark the run done (and compact) only if it ran to the end.
+
+        Why the marker stays "running" after an error (the store went away, the disk
+        filled): the next start of the same crawl then resumes it, with its queue. Marked
+        done, it would be re-crawled instead, and URLs that were only queued (never
+        fetched) would be lost when the pages linking to them answer 304 Not Modified.
+        """
+        if failed:
+            try:
+                self.flush(force=True)
+            except Exception:  # the error already on its way out says what went wrong
+                log.exception("could not flush the crawl's pending writes after an error")
+            return
+        self.flush(force=True)
+        if self.summary.interrupted:
+            return
+        self.store.put_crawl_records([CrawlRecord(url=self.run_url, status="done", fetched_at=self.run_start)])
+        if self.summary.passages >= OPTIMIZE_AFTER_PASSAGES:
+            if bar is not None:
+                bar.set_description("crawl done; compacting the index")
+            self.store.optimize()  # searches after a crawl read fewer, larger segments
+
     def run(self) -> CrawlSummary:
         start = time.monotonic()
         self._restore()
@@ -482,6 +505,7 @@ class Crawler:
         workers = [threading.Thread(target=self._worker, daemon=True, name=f"crawl-{i}")
                    for i in range(max(1, self.opt.concurrency))]
         restore_signals = self._stop_on_signals()
+        completed = False  # the loop ran out of work or was stopped, rather than raising
         try:
             for w in workers:
                 w.start()
@@ -502,13 +526,16 @@ class Crawler:
                     bar.update(1)
                     bar.set_postfix(queue=len(self.frontier), indexed=self.summary.indexed,
                                     errors=sum(self.summary.errors.values()), refresh=False)
+            completed = True
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the signal handler's reach
             self._stop_requested = True
         finally:
-            if self._stop_requested:
+            failed = not completed and not self._stop_requested  # an error is on its way out
+            if self._stop_requested or failed:
                 self.summary.interrupted = True
                 self.frontier.stop()
                 self._abandon = True
+            if self._stop_requested:
                 # keep what finished workers already produced; in-flight fetches are redone on resume
                 deadline = time.monotonic() + 2.0
                 while time.monotonic() < deadline:
@@ -517,13 +544,7 @@ class Crawler:
                     except queue.Empty:
                         if not any(w.is_alive() for w in workers):
                             break
-            self.flush(force=True)
-            if not self.summary.interrupted:
-                self.store.put_crawl_records([CrawlRecord(url=self.run_url, status="done", fetched_at=self.run_start)])
-                if self.summary.passages >= OPTIMIZE_AFTER_PASSAGES:
-                    if bar is not None:
-                        bar.set_description("crawl done; compacting the index")
-                    self.store.optimize()  # searches after a crawl read fewer, larger segments
+            self._finish_run(failed, bar)
             restore_signals()
             if bar is not None:
                 bar.close()

@@ -18,6 +18,7 @@ from crawler.fetch import FetchLimits
 from search.config import Settings
 from search.embed import load_embedder
 from search.store import connect_store
+from search.store.base import StoreError
 from tests.conftest import REPO, serve_directory
 from tests.faultserver import BAD, GOOD, FaultServer
 
@@ -248,6 +249,48 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path, embedder):
     got, want = store_rows(killed, embedder), store_rows(reference, embedder)
     assert len(want) == 71
     assert got == want  # same passage ids, urls, anchors, languages and texts
+
+
+class _StoreThatFailsOnce:
+    """A real local store whose write number ``fail_at`` fails once, the way a cluster
+    that restarts or a disk that fills for a moment fails a long crawl."""
+
+    def __init__(self, store, fail_at: int) -> None:
+        self._store, self._writes, self._fail_at = store, 0, fail_at
+
+    def replace_page(self, url, passages):
+        self._writes += 1
+        if self._writes == self._fail_at:
+            raise StoreError("disk full (simulated)")
+        return self._store.replace_page(url, passages)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+@pytest.mark.slow
+def test_a_store_error_midway_leaves_a_crawl_to_resume(tmp_path, embedder):
+    site = tmp_path / "site"
+    write_site(site, 30)
+    server, url = serve_directory(site)
+    seed = url + "/index.html"
+    settings = Settings.load(env={"CITED_DATA_DIR": str(tmp_path / "failed"), "CITED_ALLOW_PRIVATE": "1"})
+    store = connect_store(settings)
+    try:
+        with pytest.raises(StoreError, match="disk full"):
+            crawl([seed], settings, store=_StoreThatFailsOnce(store, fail_at=9), embedder=embedder, rate=0,
+                  progress=False, flush_passages=1, concurrency=1)
+        marker = [status for u, status in records(settings).items() if u.startswith("cited-run:")]
+        assert marker == ["running"]  # not "done": the next start resumes instead of re-crawling
+        again = crawl([seed], settings, store=store, embedder=embedder, rate=0, progress=False)
+        assert again.resumed and not again.errors
+        reference = Settings.load(env={"CITED_DATA_DIR": str(tmp_path / "reference"), "CITED_ALLOW_PRIVATE": "1"})
+        crawl([seed], reference, embedder=embedder, rate=0, progress=False)
+        got, want = store_rows(settings, embedder), store_rows(reference, embedder)
+        assert len(want) == 31 and got == want
+    finally:
+        store.close()
+        server.shutdown()
 
 
 @pytest.mark.slow
