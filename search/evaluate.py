@@ -252,18 +252,14 @@ def retrieval_row(q: EvalQuery, mode: str, result: SearchResultLike | None, rele
     scored = M.score_ranking([h["link"] for h in hits], relevant)
     timings = {k: float(v) for k, v in (result.timings if result is not None else {}).items()}
     timings["wall"] = wall_s
-    return {
-        "id": q.id,
-        "mode": mode,
-        "query": q.query,
-        "lang": q.lang,
-        "relevant": relevant,
-        "page": scored["page"],
-        "section": scored["section"],
-        "hits": hits,
-        "timings": timings,
-        "error": error,
-    }
+    return _row(q, mode, relevant, timings, error, page=scored["page"], section=scored["section"], hits=hits)
+
+
+def _row(q: EvalQuery, mode: str, relevant: list[str], timings: dict[str, float], error: str | None,
+         **fields: Any) -> dict[str, Any]:
+    """A results row: the query and mode first, the mode's own fields, then timings and error."""
+    return {"id": q.id, "mode": mode, "query": q.query, "lang": q.lang, "relevant": relevant, **fields,
+            "timings": timings, "error": error}
 
 
 def citation_numbers(text: str) -> list[int]:
@@ -340,17 +336,7 @@ def answer_row(q: EvalQuery, answer: Any | None, relevant: list[str], wall_s: fl
     timings = {k: float(v) for k, v in ((answer.timings or {}) if answer is not None else {}).items()
                if k not in NON_TIME_KEYS and isinstance(v, (int, float))}
     timings["wall"] = wall_s
-    return {
-        "id": q.id,
-        "mode": ANSWER_MODE,
-        "query": q.query,
-        "lang": q.lang,
-        "relevant": relevant,
-        "answer": payload,
-        "checks": checks,
-        "timings": timings,
-        "error": error,
-    }
+    return _row(q, ANSWER_MODE, relevant, timings, error, answer=payload, checks=checks)
 
 
 # ---------------------------------------------------------------------------- running
