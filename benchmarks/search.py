@@ -81,8 +81,8 @@ def candidate_sweep(store, embedder, questions: list[str], k: int, candidates: l
 
     def knn(v: np.ndarray, n: int) -> tuple[list[str], float]:
         started = time.perf_counter()
-        resp = store.client.search(index=store.alias, knn={"field": "vector", "query_vector": v.tolist(), "k": k,
-                                                           "num_candidates": n}, size=k, source=False)
+        knn = {"field": "vector", "query_vector": v, "k": k, "num_candidates": n}
+        resp = store.client.search(index=store.alias, query={"knn": knn}, size=k, source=False)
         return [h["_id"] for h in resp["hits"]["hits"]], time.perf_counter() - started
 
     reference = [knn(v, 10_000)[0] for v in vectors]

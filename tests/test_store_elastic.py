@@ -147,3 +147,14 @@ def test_hybrid_candidates_equal_the_two_searches_made_apart(make) -> None:
     assert store.hybrid_candidates("?!", query_vector, k=5)[0] == []
     only_bm25, no_dense, _ = store.hybrid_candidates("elastic passage 7", None, k=5)
     assert only_bm25 and no_dense == []
+
+
+def test_text_with_a_lone_surrogate_is_written_and_read_back(make) -> None:
+    """orjson refuses such text both ways; the store falls back rather than losing the page."""
+    store = make()
+    store.open("surrogate-model", DIM)
+    batch = passages(3)
+    batch[1].text = "broken \ud800 surrogate"
+    assert store.upsert(batch).ok
+    assert [h.passage.text for h in store.bm25("surrogate", k=3)] == ["broken \ud800 surrogate"]
+    assert store.get(["e1"])[0].text == "broken \ud800 surrogate"

@@ -20,7 +20,9 @@ Why this shape:
   hits on the 42k-passage corpus went from 13 to 9 ms p50). Vectors are read back from
   the index itself (doc values) by ``get``.
 - Hybrid search sends BM25 and kNN in one ``_msearch`` request; the node runs both at
-  once, and the client pays one round trip.
+  once, and the client pays one round trip. kNN is a ``knn`` *query* (not the top-level
+  ``knn`` option): with one shard it needs no separate DFS phase, the same neighbours
+  ~0.6 ms sooner. Requests and responses go through orjson (``es_json``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from search.store.base import (
     check_vectors,
     mismatch_message,
 )
+from search.store.es_json import serializers
 from search.text import bm25_text
 
 log = logging.getLogger(__name__)
@@ -281,6 +284,7 @@ class ElasticStore:
             "request_timeout": settings.es_timeout,
             "retry_on_timeout": True,
             "max_retries": 3,
+            "serializers": serializers(),
         }
         if settings.es_api_key:
             kwargs["api_key"] = settings.es_api_key
@@ -549,14 +553,14 @@ class ElasticStore:
             return None  # no direction, no neighbours (as in the local store)
         knn: dict[str, Any] = {
             "field": "vector",
-            "query_vector": (v / norm).tolist(),
+            "query_vector": v / norm,  # float32, written as such (search/store/es_json.py)
             "k": k,
             "num_candidates": min(max(2 * k, 100), _MAX_K),
         }
         clauses = filter_clauses(filters)
         if clauses:
-            knn["filter"] = clauses
-        return {"knn": knn, "size": k, "_source": _HIT_SOURCE}
+            knn["filter"] = clauses  # inside the kNN search: k neighbours that pass them
+        return {"query": {"knn": knn}, "size": k, "_source": _HIT_SOURCE}
 
     def bm25(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         body = self._bm25_body(query, k, filters)
