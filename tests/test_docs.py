@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
 
 
-@pytest.mark.parametrize("module", ["search.config", "search.text", "search.documents"])
+@pytest.mark.parametrize("module", ["search.config", "search.text", "search.documents", "search.fusion", "search.store.es_json"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
