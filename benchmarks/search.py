@@ -12,7 +12,7 @@ written to Elasticsearch once, force-merged as a crawl leaves it (ElasticStore.o
 and reused while its passage count and mapping match).
 
     python -m benchmarks.search [--queries 200] [--reranker llm-judge] [--rerank-queries 10]
-                                [--candidates 50,100,200,500]
+                                [--candidates 50,100,200,500] [--parts]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from search.config import Settings
 from search.documents import Passage
 from search.embed import load_embedder
 from search.retrieve import Retriever
+from search.store.elastic import _search_kwargs
 from search.text import bm25_text
 
 INDEX = f"retrieval-bench-c{EMBED_CHARS}"  # one index per passage-vector recipe
@@ -97,6 +98,41 @@ def candidate_sweep(store, embedder, questions: list[str], k: int, candidates: l
     return rows
 
 
+def request_parts(store, embedder, questions: list[str], depth: int) -> dict[str, dict[str, float]]:
+    """Each request of the hybrid path on its own, interleaved question by question (so a
+    slow minute of the machine hits every kind alike): where the hybrid time goes.
+
+    ``empty`` is a search that matches nothing (the cost of any round trip); ``bare`` the
+    benchmark's floor; ``bm25`` and ``knn`` the engine's own request bodies; ``msearch``
+    both in one request (as the engine sends them), and ``msearch_serial`` the same with
+    the node running them one after the other; ``embed`` the query embedding.
+    """
+    client, index = store.client, store.alias
+    vectors = embedder.encode_queries(questions)
+
+    def msearch(q: str, v: np.ndarray, **kwargs) -> None:
+        client.msearch(searches=[{"index": index}, store._bm25_body(q, depth, None),
+                                 {"index": index}, store._knn_body(v, depth, None)], **kwargs)
+
+    parts = {
+        "empty": lambda q, v: client.search(index=index, query={"match_none": {}}, size=0),
+        "bare": lambda q, v: client.search(index=index, query={"match": {"terms": {"query": bm25_text(q)}}},
+                                           size=10, source=["url", "title", "text"]),
+        "bm25": lambda q, v: client.search(index=index, **_search_kwargs(store._bm25_body(q, depth, None))),
+        "knn": lambda q, v: client.search(index=index, **_search_kwargs(store._knn_body(v, depth, None))),
+        "msearch": msearch,
+        "msearch_serial": lambda q, v: msearch(q, v, max_concurrent_searches=1),
+        "embed": lambda q, v: embedder.encode_queries([q]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in parts}
+    for q, v in zip(questions, vectors):
+        for name, part in parts.items():
+            started = time.perf_counter()
+            part(q, v)
+            times[name].append(time.perf_counter() - started)
+    return {name: percentiles(values) for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--queries", type=int, default=200)
@@ -105,6 +141,8 @@ def main() -> None:
     parser.add_argument("--heading-weight", type=float, default=None)
     parser.add_argument("--candidates", default="",
                         help="also sweep kNN num_candidates, e.g. 50,100,200,500 (k = retrieve_depth)")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time each request of the hybrid path on its own (request_parts)")
     args = parser.parse_args()
 
     env = {**os.environ, "CITED_STORE": "elastic", "CITED_ES_INDEX": os.environ.get("CITED_ES_INDEX", INDEX)}
@@ -150,6 +188,8 @@ def main() -> None:
     if args.candidates:
         sweep = [int(n) for n in args.candidates.split(",")]
         out["knn_candidates"] = candidate_sweep(store, embedder, questions[:100], settings.retrieve_depth, sweep)
+    if args.parts:
+        out["request_parts"] = request_parts(store, embedder, questions, settings.retrieve_depth)
     if args.reranker and args.reranker != "none":
         from search.rerank import load_reranker
 
